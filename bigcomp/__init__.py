@@ -1,0 +1,40 @@
+"""bigcomp: noise-calibrated compression of microscopy and diffraction experiments.
+
+Importing bigcomp registers its codecs with numcodecs (``bigcomp_lossless``, ``bigcomp_wnl``)
+and zarr v3 (``bigcomp.lossless``, ``bigcomp.wnl``).
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from . import codecs, zarr3
+from .chunk import decode_chunk, encode_chunk, error_bound
+from .errors import (
+    BigcompError,
+    CorruptChunkError,
+    FormatVersionError,
+    ParameterError,
+    UnsupportedDataError,
+)
+from .noise import CameraModel, quantisation_tables
+
+try:
+    __version__ = version("bigcomp")
+except PackageNotFoundError:  # running from a source tree
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "BigcompError",
+    "CameraModel",
+    "CorruptChunkError",
+    "FormatVersionError",
+    "ParameterError",
+    "UnsupportedDataError",
+    "codecs",
+    "decode_chunk",
+    "encode_chunk",
+    "error_bound",
+    "quantisation_tables",
+    "zarr3",
+]

@@ -1,0 +1,43 @@
+"""Shared numcodecs plumbing of bigcomp's codecs."""
+
+from __future__ import annotations
+
+import numpy as np
+from numcodecs.abc import Codec
+from numcodecs.compat import ensure_contiguous_ndarray, ndarray_copy
+
+from ..chunk import decode_chunk, encode_chunk, validate_parameters
+from ..noise import CameraModel
+
+__all__ = ["ChunkCodec"]
+
+
+class ChunkCodec(Codec):
+    """Base of the bigcomp numcodecs codecs: subclasses only store and validate parameters."""
+
+    codec_id: str | None = None
+    q: float = 0.0
+    order: str = "qp"
+    coder: str = "max"
+
+    def _camera(self) -> CameraModel | None:
+        return None
+
+    def _validate(self) -> None:
+        validate_parameters(self.q, self._camera(), self.order, self.coder)
+
+    def encode(self, buf) -> bytes:
+        """Compress one chunk (an ndarray keeps its shape in the chunk header)."""
+        # normalise input: keep the shape of ndarrays, accept any other buffer as 1-D
+        arr = buf if isinstance(buf, np.ndarray) else ensure_contiguous_ndarray(buf)
+        return encode_chunk(
+            arr, q=self.q, camera=self._camera(), order=self.order, coder=self.coder
+        )
+
+    def decode(self, buf, out=None):
+        """Decompress one chunk, into ``out`` when given."""
+        # normalise input
+        enc = ensure_contiguous_ndarray(buf)
+        dec = decode_chunk(enc)
+        # setup output
+        return ndarray_copy(dec, out)

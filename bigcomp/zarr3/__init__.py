@@ -1,0 +1,119 @@
+"""zarr v3 codecs (``ArrayBytesCodec``) wrapping bigcomp's numcodecs codecs.
+
+Use one as the ``serializer`` of a zarr v3 array::
+
+    zarr.create_array(store, shape=..., chunks=..., dtype="uint16",
+                      serializer=bigcomp.zarr3.WNL(q=1, gain=2, offset=100, read_noise=1.6))
+
+They are registered under the names ``"bigcomp.lossless"`` and ``"bigcomp.wnl"`` (in-package on
+import and through the ``zarr.codecs`` entry point), so ``zarr.open`` reads such arrays in any
+process that has bigcomp installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+from zarr.abc.codec import ArrayBytesCodec
+from zarr.core.common import parse_named_configuration
+from zarr.registry import register_codec
+
+from .. import codecs as _numcodecs
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from zarr.core.array_spec import ArraySpec
+    from zarr.core.buffer import Buffer, NDBuffer
+
+__all__ = ["Lossless", "WNL"]
+
+
+class _ChunkCodecMixin:
+    """Sync/async plumbing shared by the zarr v3 wrappers."""
+
+    codec_name: ClassVar[str]
+    is_fixed_size = False
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Self:
+        _, configuration = parse_named_configuration(data, cls.codec_name, require_configuration=False)
+        return cls(**(configuration or {}))
+
+    def to_dict(self) -> dict:
+        return {"name": self.codec_name, "configuration": asdict(self)}
+
+    def _encode_sync(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer | None:
+        # zarr gh-3558: F-ordered chunks must be made C-contiguous before encoding
+        array = np.ascontiguousarray(chunk_array.as_numpy_array())
+        return chunk_spec.prototype.buffer.from_bytes(self._codec.encode(array))
+
+    def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
+        decoded = self._codec.decode(chunk_bytes.as_numpy_array())
+        decoded = decoded.reshape(chunk_spec.shape)
+        return chunk_spec.prototype.nd_buffer.from_numpy_array(decoded)
+
+    async def _encode_single(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer | None:
+        return await asyncio.to_thread(self._encode_sync, chunk_array, chunk_spec)
+
+    async def _decode_single(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
+        return await asyncio.to_thread(self._decode_sync, chunk_bytes, chunk_spec)
+
+    def compute_encoded_size(self, _input_byte_length: int, _chunk_spec: ArraySpec) -> int:
+        # variable-size codec: zarr treats NotImplementedError as "size unknown" (as for blosc)
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Lossless(_ChunkCodecMixin, ArrayBytesCodec):
+    """zarr v3 form of :class:`bigcomp.codecs.Lossless`."""
+
+    codec_name: ClassVar[str] = "bigcomp.lossless"
+    coder: str = "max"
+
+    def __init__(self, *, coder: str = "max") -> None:
+        object.__setattr__(self, "coder", coder)
+        _ = self._codec  # validate now
+
+    @cached_property
+    def _codec(self) -> _numcodecs.Lossless:
+        return _numcodecs.Lossless(coder=self.coder)
+
+
+@dataclass(frozen=True)
+class WNL(_ChunkCodecMixin, ArrayBytesCodec):
+    """zarr v3 form of :class:`bigcomp.codecs.WNL` (within noise level, step ``q`` in σ)."""
+
+    codec_name: ClassVar[str] = "bigcomp.wnl"
+    q: float = 1.0
+    gain: float = 1.0
+    offset: float = 0.0
+    read_noise: float = 0.0
+    order: str = "qp"
+    coder: str = "max"
+
+    def __init__(
+        self,
+        *,
+        q: float = 1.0,
+        gain: float = 1.0,
+        offset: float = 0.0,
+        read_noise: float = 0.0,
+        order: str = "qp",
+        coder: str = "max",
+    ) -> None:
+        codec = _numcodecs.WNL(q, gain, offset, read_noise, order, coder)  # validates
+        for name in ("q", "gain", "offset", "read_noise", "order", "coder"):
+            object.__setattr__(self, name, getattr(codec, name))
+
+    @cached_property
+    def _codec(self) -> _numcodecs.WNL:
+        return _numcodecs.WNL(self.q, self.gain, self.offset, self.read_noise, self.order, self.coder)
+
+
+register_codec(Lossless.codec_name, Lossless)
+register_codec(WNL.codec_name, WNL)
