@@ -83,11 +83,17 @@ def _check_data(a: np.ndarray, q: float, order: str) -> None:
         raise UnsupportedDataError(f"chunk shape {a.shape} is too large for one chunk")
 
 
-def error_bound(q: float, camera: CameraModel | None, dtype) -> float:
-    """Largest error in noise-σ units (stabilised domain) of any pixel, for these parameters."""
+def error_bound(q: float, camera: CameraModel | None, dtype, order: str = "qp") -> float:
+    """Largest error in noise-σ units (stabilised domain) of any pixel, for these parameters.
+
+    Exact (from the quantisation tables) for integer data in the ``"qp"`` order; ``q/2`` for the
+    ``"pq"`` order; ``q/2 + 2**-16`` for float32 (rounding of the reconstruction to float32).
+    """
     if q == 0:
         return 0.0
     dt = np.dtype(dtype)
+    if dt.kind == "u" and order == "pq":
+        return q / 2
     if dt.kind == "u":
         return quantisation_tables(camera, float(q), dt.name).max_error
     return q / 2 + 2.0**-16

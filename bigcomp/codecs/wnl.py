@@ -76,8 +76,8 @@ class WNL(ChunkCodec):
     @property
     def max_error(self) -> float:
         """Bound on ``|VST(decoded) - VST(original)|`` for uint16 data, in noise σ."""
-        return error_bound(self.q, self._camera(), "uint16")
+        return error_bound(self.q, self._camera(), "uint16", self.order)
 
     def error_bound(self, dtype="uint16") -> float:
         """Bound on the error in noise σ (stabilised domain) for data of ``dtype``."""
-        return error_bound(self.q, self._camera(), dtype)
+        return error_bound(self.q, self._camera(), dtype, self.order)

@@ -1,0 +1,102 @@
+"""The chunk bitstream: damage is detected, old versions keep decoding."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from crc32c import crc32c
+
+from bigcomp import CameraModel, decode_chunk, encode_chunk
+from bigcomp.codecs import WNL, Lossless
+from bigcomp.datasets import light_sheet
+from bigcomp.errors import CorruptChunkError, FormatVersionError
+from bigcomp.format import FORMAT_VERSION
+from bigcomp.testing import check_backwards_compatibility
+
+FIXTURES = Path(__file__).parent / "fixture"
+CAMERA = CameraModel(gain=2.0, offset=100.0, read_noise=1.6)
+
+
+@pytest.fixture(scope="module")
+def chunk() -> bytes:
+    return encode_chunk(light_sheet((3, 40, 50)).data, q=1.0, camera=CAMERA)
+
+
+def test_truncated(chunk):
+    for cut in (1, 11, 40, len(chunk) // 2, len(chunk) - 1):
+        with pytest.raises(CorruptChunkError, match="truncated"):
+            decode_chunk(chunk[:cut])
+
+
+def test_empty_buffer():
+    with pytest.raises(CorruptChunkError, match="truncated"):
+        decode_chunk(b"")
+
+
+@pytest.mark.parametrize("position", [0.3, 0.6, 0.9, 0.999])
+def test_flipped_bit(chunk, position):
+    damaged = bytearray(chunk)
+    i = int(position * (len(chunk) - 5))
+    damaged[i] ^= 0x10
+    with pytest.raises(CorruptChunkError):
+        decode_chunk(bytes(damaged))
+
+
+def test_every_single_bit_flip_in_header_detected(chunk):
+    for i in range(60):
+        damaged = bytearray(chunk)
+        damaged[i] ^= 0x01
+        with pytest.raises((CorruptChunkError, FormatVersionError)):
+            decode_chunk(bytes(damaged))
+
+
+def test_future_version(chunk):
+    future = bytearray(chunk[:-4])
+    future[4] = FORMAT_VERSION + 1
+    future += struct.pack("<I", crc32c(bytes(future)))
+    with pytest.raises(FormatVersionError, match="upgrade bigcomp"):
+        decode_chunk(bytes(future))
+
+
+def test_not_a_bigcomp_chunk():
+    with pytest.raises(CorruptChunkError, match="not a bigcomp chunk"):
+        decode_chunk(b"\x28\xb5\x2f\xfd" + bytes(100))
+
+
+def test_trailing_garbage(chunk):
+    with pytest.raises(CorruptChunkError, match="announces"):
+        decode_chunk(chunk + b"\0")
+
+
+def test_deterministic():
+    data = light_sheet((2, 64, 64)).data
+    assert encode_chunk(data, q=1.0, camera=CAMERA) == encode_chunk(data, q=1.0, camera=CAMERA)
+
+
+def _fixture_arrays() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(1)
+    stack = light_sheet((3, 48, 40), seed=7).data
+    return {
+        "stack": stack,
+        "plane_u8": rng.integers(0, 256, (37, 29), dtype="uint8"),
+        "line": stack[1, 5].copy(),
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "codec"),
+    [
+        ("lossless_max", Lossless(coder="max")),
+        ("lossless_fast", Lossless(coder="fast")),
+        ("wnl_qp_max", WNL.from_camera(CAMERA, q=1.0)),
+        ("wnl_qp_fast", WNL.from_camera(CAMERA, q=2.0, coder="fast")),
+        ("wnl_pq_max", WNL.from_camera(CAMERA, q=1.0, order="pq")),
+    ],
+)
+def test_backwards_compatibility(name, codec):
+    """A chunk stored per format version and mode decodes as it did when written."""
+    folder = FIXTURES / f"v{FORMAT_VERSION}" / name
+    check_backwards_compatibility(folder, codec, _fixture_arrays())
