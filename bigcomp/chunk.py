@@ -12,6 +12,7 @@ import numpy as np
 from .errors import BigcompError, CorruptChunkError, ParameterError, UnsupportedDataError
 from .format import ChunkHeader, pack_chunk, unpack_chunk
 from .kernels import _coders
+from .kernels._lookup import lookup
 from .kernels._dpcm import FRACTION_BITS, dpcm_decode, dpcm_encode
 from .kernels._numba import use_parallel
 from .kernels._predict import predict_decode, predict_encode
@@ -144,7 +145,7 @@ def encode_chunk(
         lo, hi = 0, int(np.iinfo(a.dtype).max)
     elif a.dtype.kind == "u":
         tables = quantisation_tables(cam, q, a.dtype.name)
-        k = tables.bin[a].astype(np.int32)
+        k = lookup(a, tables.bin, np.int32, parallel=parallel)
         lo, hi = 0, tables.nbins - 1
     else:
         y = cam.forward(a) / q
@@ -262,7 +263,7 @@ def decode_chunk(buf, out: np.ndarray | None = None) -> np.ndarray:
         if header.mode == "lossless":
             result = k.astype(dtype)
         elif dtype.kind == "u":
-            result = tables.rec[k]
+            result = lookup(k, tables.rec, dtype, parallel=parallel)
         else:
             result = cam.inverse(k * header.q).astype(np.float32)
         result = result.reshape(header.shape)

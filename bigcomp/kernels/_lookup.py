@@ -1,0 +1,32 @@
+"""numba kernel: table look-up ``out[i] = table[values[i]]`` (quantisation and reconstruction)."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from ._numba import pjit
+
+__all__ = ["lookup"]
+
+
+def _lookup_kernel(values, table, out):
+    n = values.size
+    block = 1 << 16
+    for b in prange((n + block - 1) // block):
+        for i in range(b * block, min(n, (b + 1) * block)):
+            out[i] = table[values[i]]
+
+
+_lookup_par, _lookup_ser = pjit(_lookup_kernel)
+
+
+def lookup(values: np.ndarray, table: np.ndarray, dtype, *, parallel: bool = True) -> np.ndarray:
+    """``table[values]`` as a new array of ``dtype`` and ``values``' shape.
+
+    ``values`` must only hold valid indices of ``table`` (the caller checks decoded data).
+    """
+    flat = np.ascontiguousarray(values).reshape(-1)
+    out = np.empty(flat.size, dtype)
+    (_lookup_par if parallel else _lookup_ser)(flat, table, out)
+    return out.reshape(values.shape)
