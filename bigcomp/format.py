@@ -131,7 +131,8 @@ def _unpack_taps(reader: _Reader, n: int, shift: int, what: str) -> Taps:
     offsets, coefs = [], []
     for _ in range(n):
         dp, dy, dx, c = reader.unpack(_TAP, what)
-        if dp not in (0, -1) or (dp == 0 and (dy > 0 or (dy == 0 and dx >= 0))):
+        causal = dp == -1 or dy < 0 or (dy == 0 and dx < 0)
+        if dp not in (0, -1) or not causal or abs(dy) > 8 or abs(dx) > 8:
             raise CorruptChunkError(f"corrupt bigcomp chunk: non-causal predictor tap {dp, dy, dx}")
         offsets.append((dp, dy, dx))
         coefs.append(c)

@@ -47,6 +47,26 @@ def _fallback(k, p, y, x, has_prev, lo):
     return np.int64(lo)
 
 
+@jit
+def _west_coefs(taps, coefs):
+    """Coefficients of the west taps dx = -1, -2, -3, and whether other west taps exist."""
+    c1 = np.int64(0)
+    c2 = np.int64(0)
+    c3 = np.int64(0)
+    generic = False
+    for t in range(taps.shape[0]):
+        if taps[t, 0] == 0 and taps[t, 1] == 0:
+            if taps[t, 2] == -1:
+                c1 += coefs[t]
+            elif taps[t, 2] == -2:
+                c2 += coefs[t]
+            elif taps[t, 2] == -3:
+                c3 += coefs[t]
+            else:
+                generic = True
+    return c1, c2, c3, generic
+
+
 def _encode_kernel(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, out):
     n_planes, n_rows, n_cols = k.shape
     for p in prange(n_planes):
@@ -101,6 +121,7 @@ def _decode_kernel(res, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo
             x0 = -dxmin
             x1 = n_cols - dxmax
             base = p * n_rows * n_cols
+            c1, c2, c3, generic = _west_coefs(taps, coefs)
             for y in range(n_rows):
                 row = base + y * n_cols
                 inner = y + dymin >= 0 and y + dymax < n_rows and x1 > x0
@@ -123,16 +144,28 @@ def _decode_kernel(res, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo
                     dx = taps[t, 2]
                     for x in range(x0, x1):
                         acc[x] += c * src[x + dx]
-                # taps on the current row (west neighbours): sequential
+                # taps on the current row (west neighbours): sequential, values kept in registers
                 cur = k[p, y]
-                for x in range(x0, x1):
-                    a = acc[x]
-                    for t in range(taps.shape[0]):
-                        if taps[t, 0] == 0 and taps[t, 1] == 0:
-                            a += coefs[t] * cur[x + taps[t, 2]]
-                    pred = min(max(a >> shift, lo), hi)
-                    z = np.int64(res[row + x])
-                    cur[x] = pred + ((z >> 1) ^ -(z & 1))
+                if generic:
+                    for x in range(x0, x1):
+                        a = acc[x]
+                        for t in range(taps.shape[0]):
+                            if taps[t, 0] == 0 and taps[t, 1] == 0:
+                                a += coefs[t] * cur[x + taps[t, 2]]
+                        z = np.int64(res[row + x])
+                        cur[x] = min(max(a >> shift, lo), hi) + ((z >> 1) ^ -(z & 1))
+                else:
+                    w1 = np.int64(cur[x0 - 1]) if x0 >= 1 else np.int64(0)
+                    w2 = np.int64(cur[x0 - 2]) if x0 >= 2 else np.int64(0)
+                    w3 = np.int64(cur[x0 - 3]) if x0 >= 3 else np.int64(0)
+                    for x in range(x0, x1):
+                        a = acc[x] + c1 * w1 + c2 * w2 + c3 * w3
+                        z = np.int64(res[row + x])
+                        v = min(max(a >> shift, lo), hi) + ((z >> 1) ^ -(z & 1))
+                        cur[x] = v
+                        w3 = w2
+                        w2 = w1
+                        w1 = v
                 for x in range(x1, n_cols):
                     z = np.int64(res[row + x])
                     cur[x] = _fallback(k, p, y, x, has_prev, lo) + ((z >> 1) ^ -(z & 1))

@@ -1,0 +1,102 @@
+"""numba kernels against plain-Python references, serial and parallel compilations alike."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from bigcomp import CameraModel
+from bigcomp.kernels._dpcm import FRACTION_BITS, dpcm_decode, dpcm_encode
+from bigcomp.kernels._lookup import lookup
+from bigcomp.kernels._predict import predict_decode, predict_encode
+from bigcomp.predictors import FIXED_INTER, FIXED_INTRA, LS_INTER, LS_INTRA, Taps
+
+RNG = np.random.default_rng(3)
+FITTED_INTRA = Taps(LS_INTRA, tuple(int(c) for c in RNG.integers(-900, 1500, len(LS_INTRA))), 12)
+FITTED_INTER = Taps(LS_INTER, tuple(int(c) for c in RNG.integers(-600, 900, len(LS_INTER))), 12)
+PAIRS = [
+    (FIXED_INTRA["west"], FIXED_INTER["previous"]),
+    (FIXED_INTRA["b3d"], FIXED_INTER["avg3d"]),
+    (FIXED_INTRA["avg4"], FIXED_INTER["avg6"]),
+    (FITTED_INTRA, FITTED_INTER),
+    (Taps(((0, 0, -5), (0, -1, 0)), (1, 1), 1), FIXED_INTER["avg3d"]),  # generic west tap
+]
+
+
+def reference_residuals(k, nz, intra, inter, lo, hi):
+    """Straightforward per-pixel implementation of the predictor definition."""
+    out = np.empty(k.size, np.uint32)
+    n_planes, n_rows, n_cols = k.shape
+    i = 0
+    for p in range(n_planes):
+        has_prev = p % nz != 0
+        taps = inter if has_prev else intra
+        for y in range(n_rows):
+            for x in range(n_cols):
+                inside = all(
+                    0 <= y + dy < n_rows and 0 <= x + dx < n_cols for _, dy, dx in taps.offsets
+                )
+                if inside:
+                    acc = sum(
+                        c * int(k[p + dp, y + dy, x + dx])
+                        for (dp, dy, dx), c in zip(taps.offsets, taps.coefs, strict=True)
+                    )
+                    acc += (1 << (taps.shift - 1)) if taps.shift else 0
+                    pred = min(max(acc >> taps.shift, lo), hi)
+                elif x > 0:
+                    pred = int(k[p, y, x - 1])
+                elif y > 0:
+                    pred = int(k[p, y - 1, x])
+                elif has_prev:
+                    pred = int(k[p - 1, y, x])
+                else:
+                    pred = lo
+                r = int(k[p, y, x]) - pred
+                out[i] = (r << 1) ^ (r >> 63) if r < 0 else r << 1
+                i += 1
+    return out
+
+
+@pytest.mark.parametrize("parallel", [True, False])
+@pytest.mark.parametrize(("intra", "inter"), PAIRS)
+@given(k=hnp.arrays(np.int32, hnp.array_shapes(min_dims=3, max_dims=3, max_side=7),
+                    elements=st.integers(0, 4000)), nz=st.sampled_from([1, 2, 3]))
+def test_predict_matches_reference(k, nz, intra, inter, parallel):
+    if k.shape[0] % nz:
+        nz = 1
+    lo, hi = 0, 4000
+    res = predict_encode(k, nz, intra.as_arrays(), inter.as_arrays(), lo, hi, parallel=parallel)
+    np.testing.assert_array_equal(res, reference_residuals(k, nz, intra, inter, lo, hi))
+    back = predict_decode(res, k.shape, nz, intra.as_arrays(), inter.as_arrays(), lo, hi,
+                          parallel=parallel)
+    np.testing.assert_array_equal(back, k)
+
+
+@pytest.mark.parametrize("parallel", [True, False])
+def test_dpcm_round_trip_and_bound(parallel):
+    camera = CameraModel(2.0, 100.0, 1.6)
+    table = np.rint(camera.forward(np.arange(65536.0)) * (1 << FRACTION_BITS)).astype(np.int64)
+    a = np.clip(100 + 2 * RNG.poisson(RNG.uniform(0, 400, (4, 33, 47))), 0, 65535).astype(np.int32)
+    intra, inter = FIXED_INTRA["b3d"].as_arrays(), FIXED_INTER["avg3d"].as_arrays()
+    sym, escapes, rec = dpcm_encode(a, 2, table, intra, inter, parallel=parallel)
+    back = dpcm_decode(sym, escapes, a.shape, 2, table, intra, inter, parallel=parallel)
+    np.testing.assert_array_equal(back, rec)
+    assert np.abs(table[back] - table[a]).max() <= 1 << (FRACTION_BITS - 1)
+    np.testing.assert_array_equal(a.ravel()[sym == 0], escapes)  # escapes are exact
+
+
+def test_dpcm_missing_escapes_detected():
+    table = np.arange(0, 65536 << 10, 1 << 10, dtype=np.int64)
+    with pytest.raises(ValueError, match="escapes"):
+        dpcm_decode(np.zeros(8, np.uint32), np.zeros(3, np.int64), (1, 2, 4), 1, table,
+                    FIXED_INTRA["west"].as_arrays(), FIXED_INTRA["west"].as_arrays())
+
+
+@pytest.mark.parametrize("parallel", [True, False])
+def test_lookup(parallel):
+    table = RNG.integers(0, 1000, 65536).astype(np.int32)
+    values = RNG.integers(0, 65536, (3, 70001)).astype(np.uint16)
+    np.testing.assert_array_equal(lookup(values, table, np.int32, parallel=parallel), table[values])
