@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import codecs, zarr3
 from .chunk import decode_chunk, encode_chunk, error_bound
+from .estimate import PoorFitWarning, estimate_camera, photon_transfer
 from .errors import (
     BigcompError,
     CorruptChunkError,
@@ -35,6 +36,9 @@ __all__ = [
     "decode_chunk",
     "encode_chunk",
     "error_bound",
+    "estimate_camera",
+    "photon_transfer",
+    "PoorFitWarning",
     "quantisation_tables",
     "zarr3",
 ]
