@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from .kernels._predict import predict_encode
 
@@ -51,6 +52,10 @@ FIXED_INTER = {
 }
 LS_INTRA = (W, WW, WWW, NWW, NW, N, NE, NEE, NNW, NN, NNE, NNN)
 LS_INTER = (W, WW, NW, N, NE, NN) + tuple((-1, dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+LS_INTER_WIDE = LS_INTRA + tuple((-1, dy, dx) for dy in range(-2, 3) for dx in range(-2, 3))
+WIDE_GAIN = 0.015  # the 37-tap inter predictor must save this fraction of bits to be chosen
+SAMPLE = 1 << 13  # pixels scored per candidate
+FIT_SAMPLE = 1 << 14  # pixels the least-squares fits use
 
 
 def _entropy_bits(residuals: np.ndarray) -> float:
@@ -65,64 +70,99 @@ def _entropy_bits(residuals: np.ndarray) -> float:
     return float(bits + 2 * np.log2(big.astype(np.float64) + 1).sum())
 
 
-def _sample(k: np.ndarray, nz: int, max_pixels: int) -> tuple[np.ndarray, int]:
-    """A few planes (with their predecessors) and a band of rows, as a smaller 3-D array."""
-    n_planes, n_rows, n_cols = k.shape
-    if k.size <= max_pixels:
-        return k, nz
-    rows = max(8, min(n_rows, max_pixels // (4 * n_cols)))
-    y0 = (n_rows - rows) // 2
-    with_prev = [p for p in range(n_planes) if p % nz]
-    if not with_prev:
-        picks = np.linspace(0, n_planes - 1, min(n_planes, 4)).astype(int)
-        return np.ascontiguousarray(k[picks, y0 : y0 + rows]), 1
-    picks = np.asarray(with_prev)[np.linspace(0, len(with_prev) - 1, 2).astype(int)]
-    pairs = np.stack([k[picks - 1, y0 : y0 + rows], k[picks, y0 : y0 + rows]], axis=1)
-    return np.ascontiguousarray(pairs.reshape(-1, rows, n_cols)), 2
+def _positions(shape: tuple[int, int, int], nz: int, inter: bool, n: int, margin: int):
+    """About ``n`` interior pixels of planes with/without a predecessor, deterministic.
 
-
-def _fit(k: np.ndarray, nz: int, offsets: tuple, inter: bool, max_rows: int = 40000) -> Taps | None:
-    """Least-squares coefficients for ``offsets`` over interior pixels of the sample."""
-    n_planes, n_rows, n_cols = k.shape
-    dymin = -min(o[1] for o in offsets)
-    dymax = max(o[1] for o in offsets)
-    dxmin = -min(o[2] for o in offsets)
-    dxmax = max(o[2] for o in offsets)
-    planes = [p for p in range(n_planes) if bool(p % nz) == inter]
-    if not planes or n_rows <= dymin + dymax or n_cols <= dxmin + dxmax:
+    Pixels come in runs of up to 64 along a row from random rows, so gathering their
+    neighbours stays cache-friendly.
+    """
+    n_planes, n_rows, n_cols = shape
+    planes = np.array([p for p in range(n_planes) if bool(p % nz) == inter], dtype=np.int64)
+    rows, cols = n_rows - 2 * margin, n_cols - 2 * margin
+    if planes.size == 0 or rows <= 0 or cols <= 0:
         return None
-    cols, target = [], []
-    for dp, dy, dx in offsets:
-        cols.append(
-            np.concatenate(
-                [k[p + dp, dymin + dy : n_rows - dymax + dy, dxmin + dx : n_cols - dxmax + dx].ravel() for p in planes]
-            )
-        )
-    target = np.concatenate(
-        [k[p, dymin : n_rows - dymax, dxmin : n_cols - dxmax].ravel() for p in planes]
-    )
+    run = min(64, cols)
+    n_rows_total = planes.size * rows
+    n_runs = max(1, n // run)
+    rng = np.random.default_rng(12345)
+    if n_rows_total * cols <= n:  # small: every interior pixel
+        row_ids, starts, run = np.arange(n_rows_total), np.zeros(n_rows_total, np.int64), cols
+    else:
+        row_ids = np.sort(rng.integers(0, n_rows_total, n_runs))
+        starts = rng.integers(0, cols - run + 1, n_runs)
+    p, y = np.divmod(row_ids, rows)
+    x = (starts[:, None] + np.arange(run)[None, :]).ravel()
+    p = np.repeat(planes[p], run)
+    y = np.repeat(y, run)
+    return p, y + margin, x + margin
+
+
+def _gather(k: np.ndarray, where, offsets) -> np.ndarray:
+    p, y, x = where
+    return np.stack([k[p + dp, y + dy, x + dx] for dp, dy, dx in offsets], axis=1).astype(np.int64)
+
+
+def _residual_bits(values: np.ndarray, target: np.ndarray, taps: Taps, lo: int, hi: int) -> float:
+    rnd = (1 << taps.shift) >> 1
+    pred = np.clip((values @ np.asarray(taps.coefs, np.int64) + rnd) >> taps.shift, lo, hi)
+    r = target - pred
+    return _entropy_bits(((r << 1) ^ (r >> 63)).astype(np.uint64))
+
+
+def _fit(values: np.ndarray, target: np.ndarray, offsets: tuple) -> Taps | None:
+    """Least-squares coefficients (fixed point) predicting ``target`` from ``values``."""
     if target.size < 4 * len(offsets):
         return None
-    step = max(1, target.size // max_rows)
-    a = np.stack(cols, axis=1)[::step].astype(np.float64)
-    b = target[::step].astype(np.float64)
-    # normal equations with a tiny ridge: 1000x faster than an SVD here, and well posed
-    gram = a.T @ a
+    a = values.astype(np.float64)
+    # normal equations with a tiny ridge: much faster than an SVD here, and well posed
+    with threadpool_limits(1):  # tiny products: BLAS threads only contend with dask's
+        gram = a.T @ a
+        rhs = a.T @ target.astype(np.float64)
     gram[np.diag_indices_from(gram)] += 1e-6 * max(float(np.trace(gram)) / len(offsets), 1.0)
     try:
-        coefs = np.linalg.solve(gram, a.T @ b)
+        coefs = np.linalg.solve(gram, rhs)
     except np.linalg.LinAlgError:
         return None
-    if not np.all(np.isfinite(coefs)):
+    if not np.all(np.isfinite(coefs)) or np.abs(coefs).max() > 64:
         return None
     ints = np.rint(coefs * (1 << SHIFT)).astype(np.int64)
     return Taps(tuple(offsets), tuple(int(c) for c in ints), SHIFT)
 
 
+def _best(k, nz, inter, candidates, fits, lo, hi) -> Taps | None:
+    """Cheapest of ``candidates`` plus least-squares fits of ``fits`` on sampled pixels."""
+    where = _positions(k.shape, nz, inter, FIT_SAMPLE, margin=3)
+    if where is None:
+        return None
+    offsets = sorted({o for t in candidates.values() for o in t.offsets} | {o for f in fits for o in f})
+    column = {o: i for i, o in enumerate(offsets)}
+    values = _gather(k, where, offsets)
+    target = k[where].astype(np.int64)
+    score = slice(0, SAMPLE)
+    scored = {}
+    for name, taps in candidates.items():
+        cols = [column[o] for o in taps.offsets]
+        scored[name] = (_residual_bits(values[score][:, cols], target[score], taps, lo, hi), taps)
+    for f in fits:
+        cols = [column[o] for o in f]
+        taps = _fit(values[:, cols], target, f)
+        if taps is not None:
+            bits = _residual_bits(values[score][:, cols], target[score], taps, lo, hi)
+            scored[f] = (bits, taps)
+    wide = scored.pop(LS_INTER_WIDE, None)
+    bits, best = min(scored.values(), key=lambda item: item[0])
+    if wide is not None and wide[0] < (1 - WIDE_GAIN) * bits:
+        return wide[1]
+    return best
+
+
 def choose_predictor(
-    k: np.ndarray, nz: int, lo: int, hi: int, *, fit: bool = True, max_pixels: int = 1 << 17
+    k: np.ndarray, nz: int, lo: int, hi: int, *, fit: bool = True
 ) -> tuple[Taps, Taps]:
     """Pick the ``(intra, inter)`` predictor pair with the smallest residual entropy.
+
+    Candidates are scored by the order-0 entropy of their residuals on a deterministic random
+    sample of interior pixels; least-squares predictors are fitted on a larger sample.
 
     Parameters
     ----------
@@ -133,38 +173,10 @@ def choose_predictor(
     lo, hi : int
         Range of ``k`` (predictions are clipped to it).
     fit : bool
-        Also try least-squares predictors fitted on the sample.
-    max_pixels : int
-        Size of the sample the candidates are scored on.
+        Also try least-squares predictors.
     """
-    sample, snz = _sample(k, nz, max_pixels)
-    intra = dict(FIXED_INTRA)
-    inter = dict(FIXED_INTER)
-    if fit:
-        fitted = _fit(sample, snz, LS_INTRA, inter=False)
-        if fitted is not None:
-            intra["fitted"] = fitted
-        fitted = _fit(sample, snz, LS_INTER, inter=True)
-        if fitted is not None:
-            inter["fitted"] = fitted
-    has_inter = any(p % snz for p in range(sample.shape[0]))
-    scores = {}
-    for name, taps in intra.items():
-        res = predict_encode(
-            sample, snz, taps.as_arrays(), taps.as_arrays(), lo, hi, parallel=False
-        )
-        per_plane = res.reshape(sample.shape[0], -1)
-        mask = np.array([p % snz == 0 for p in range(sample.shape[0])])
-        scores[name] = _entropy_bits(per_plane[mask].ravel())
-    best_intra = intra[min(scores, key=scores.get)]
-    if not has_inter:
-        return best_intra, FIXED_INTER["avg3d"]
-    inter["same_as_intra"] = best_intra
-    scores = {}
-    mask = np.array([p % snz != 0 for p in range(sample.shape[0])])
-    for name, taps in inter.items():
-        res = predict_encode(
-            sample, snz, best_intra.as_arrays(), taps.as_arrays(), lo, hi, parallel=False
-        )
-        scores[name] = _entropy_bits(res.reshape(sample.shape[0], -1)[mask].ravel())
-    return best_intra, inter[min(scores, key=scores.get)]
+    intra = _best(k, nz, False, FIXED_INTRA, [LS_INTRA] if fit else [], lo, hi)
+    intra = intra or FIXED_INTRA["b3d"]
+    inter_candidates = dict(FIXED_INTER, same_as_intra=intra)
+    inter = _best(k, nz, True, inter_candidates, [LS_INTER, LS_INTER_WIDE] if fit else [], lo, hi)
+    return intra, inter or FIXED_INTER["avg3d"]
