@@ -1,0 +1,376 @@
+"""Kernels of the ``max`` entropy coder: hybrid-integer tokens, context-modelled 4-lane rANS.
+
+The payload format is specified in the docstring of :mod:`bigcomp.kernels._coders`; this module
+holds the numba kernels and the (de)serialisation of the frequency tables.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import prange
+
+from ._numba import jit, pjit
+
+NTOK = 72  # tokens 0..71
+PBITS = 12  # probability precision
+PSCALE = 1 << PBITS
+RANS_L = 1 << 16  # lower bound of the normalised rANS state
+NLANES = 4  # interleaved rANS states per segment
+NCTX = 8
+CTX_THRESHOLDS = (3, 6, 9, 12, 16, 21, 28)  # ctx = #thresholds <= (tW + tN + tNW + tNE)
+SEG_TARGET = 1 << 17  # symbols per segment the encoder aims for
+CMAP = np.searchsorted(np.array(CTX_THRESHOLDS), np.arange(4 * (NTOK - 1) + 1), side="right").astype(
+    np.int64
+)
+_KBASE = CMAP * NTOK
+
+
+@numba.njit(nogil=True, inline="always")
+def _bitlen(v):
+    """Bit length of ``0 <= v < 2**32`` (int64)."""
+    b = 0
+    if v >= 65536:
+        v >>= 16
+        b += 16
+    if v >= 256:
+        v >>= 8
+        b += 8
+    if v >= 16:
+        v >>= 4
+        b += 4
+    if v >= 4:
+        v >>= 2
+        b += 2
+    if v >= 2:
+        v >>= 1
+        b += 1
+    return b + v
+
+
+@jit
+def is_constant(sym):
+    """Whether all symbols are equal (early exit)."""
+    v = sym[0]
+    for i in range(1, sym.size):
+        if sym[i] != v:
+            return False
+    return True
+
+
+@jit
+def _enc_seg1(sym, rl, toks, keys, h, ext):
+    """Forward pass over one segment: tokens, context keys, histogram ``h``, extra bits into
+    ``ext``; returns the number of extra-bit words."""
+    a, b, w = 0, sym.size, 0
+    acc = np.int64(0)
+    nacc = 0
+    i0 = a
+    while i0 < b:  # row by row; the context rule of the module docstring (as in _dec_seg)
+        m = min(rl, b - i0)
+        first = i0 == a
+        tn = 0 if first else np.int64(toks[i0 - rl])
+        tw = tn
+        tnw = tn
+        for c in range(m):
+            i = i0 + c
+            if first:
+                cs = 4 * tw
+            else:
+                tne = np.int64(toks[i - rl + 1]) if c < rl - 1 else tn
+                cs = tw + tn + tnw + tne
+                tnw = tn
+                tn = tne
+            v = np.int64(sym[i])
+            if v < 16:
+                t = v
+            else:
+                nbits = _bitlen(v) - 2
+                t = 2 * nbits + 10 + ((v >> nbits) & 1)
+                acc |= (v & ((np.int64(1) << nbits) - 1)) << nacc
+                nacc += nbits
+                if nacc >= 32:
+                    ext[w] = np.uint32(acc & 0xFFFFFFFF)
+                    w += 1
+                    acc >>= 32
+                    nacc -= 32
+            toks[i] = t
+            k = _KBASE[cs] + t
+            keys[i] = k
+            h[k] += 1
+            tw = t
+        i0 += m
+    if nacc > 0:
+        ext[w] = np.uint32(acc)
+        w += 1
+    return w
+
+
+# The per-segment functions get views starting at index 0 (numba then drops negative-index checks).
+def _enc_pass1(sym, rl, seg_len, toks, keys, hist, ext, ext_cnt):
+    n = sym.size
+    for s in prange(hist.shape[0]):
+        a = s * seg_len
+        b = min(n, a + seg_len)
+        w0 = a + s  # segment s owns ext[a + s : b + s + 1]
+        ext_cnt[s] = _enc_seg1(sym[a:b], rl, toks[a:b], keys[a:b], hist[s], ext[w0 : b + s + 1])
+
+
+_enc_pass1_par, _enc_pass1_ser = pjit(_enc_pass1)
+
+
+@jit
+def _enc_seg2(keys, xmax, rcp, shift, bias, cmpl, rbuf):
+    """Backward rANS pass over one segment, filling ``rbuf`` from its end; returns the start."""
+    a, b, p = 0, keys.size, rbuf.size
+    st = np.full(NLANES, np.uint64(RANS_L))
+    for i in range(b - 1, a - 1, -1):
+        k = keys[i]
+        lane = (i - a) & (NLANES - 1)
+        x = st[lane]
+        if x >= xmax[k]:
+            p -= 1
+            rbuf[p] = np.uint16(x & np.uint64(0xFFFF))
+            x >>= np.uint64(16)
+        q = (x + ((x * rcp[k]) >> np.uint64(32))) >> shift[k]
+        st[lane] = x + bias[k] + q * cmpl[k]
+    for lane in range(NLANES - 1, -1, -1):
+        rbuf[p - 1] = np.uint16(st[lane] >> np.uint64(16))
+        rbuf[p - 2] = np.uint16(st[lane] & np.uint64(0xFFFF))
+        p -= 2
+    return p
+
+
+def _enc_pass2(keys, seg_len, xmax, rcp, shift, bias, cmpl, rbuf, rstart, rcnt):
+    n = keys.size
+    for s in prange(rstart.size):
+        a = s * seg_len
+        b = min(n, a + seg_len)
+        r0 = a + 2 * NLANES * s  # segment s owns rbuf[r0 : r0 + b - a + 8]
+        m = b - a + 2 * NLANES
+        start = _enc_seg2(keys[a:b], xmax, rcp, shift, bias, cmpl, rbuf[r0 : r0 + m])
+        rstart[s] = r0 + start
+        rcnt[s] = m - start
+
+
+_enc_pass2_par, _enc_pass2_ser = pjit(_enc_pass2)
+
+
+@jit
+def normalize(counts, freqs):
+    """Scale each row of ``counts`` (ntab, NTOK) to sum ``PSCALE`` with every count>0 -> freq>=1.
+
+    f = max(1, c * 4096 // total); then while the sum is short, add 1 to the token with the largest
+    c/f; while it is over, subtract 1 from the token with f > 1 and the smallest c/f (ties: lowest
+    token).  Rows with total 0 stay 0.
+    """
+    for r in range(counts.shape[0]):
+        tot = 0
+        for t in range(NTOK):
+            tot += counts[r, t]
+        if tot == 0:
+            continue
+        ssum = 0
+        for t in range(NTOK):
+            c = counts[r, t]
+            f = 0
+            if c > 0:
+                f = max(1, (c * PSCALE) // tot)
+            freqs[r, t] = f
+            ssum += f
+        while ssum != PSCALE:
+            best = -1
+            for t in range(NTOK):
+                c = counts[r, t]
+                f = freqs[r, t]
+                if c == 0 or (ssum > PSCALE and f <= 1):
+                    continue
+                if best < 0:
+                    best = t
+                elif ssum < PSCALE and c * freqs[r, best] > counts[r, best] * f:
+                    best = t
+                elif ssum > PSCALE and c * freqs[r, best] < counts[r, best] * f:
+                    best = t
+            if ssum < PSCALE:
+                freqs[r, best] += 1
+                ssum += 1
+            else:
+                freqs[r, best] -= 1
+                ssum -= 1
+
+
+@jit
+def enc_tables(freqs, xmax, rcp, shift, bias, cmpl):
+    """Per (ctx, token) encoder constants; q = x // f == (x + (x * rcp >> 32)) >> shift."""
+    for r in range(freqs.shape[0]):
+        start = 0
+        for t in range(NTOK):
+            f = freqs[r, t]
+            k = r * NTOK + t
+            if f == 0:
+                continue
+            sh = 0
+            while (1 << sh) < f:
+                sh += 1
+            m = ((np.int64(1) << (32 + sh)) + f - 1) // f  # in [2**32, 2**33)
+            xmax[k] = np.uint64(f) << np.uint64(32 - PBITS)  # ((L >> 12) << 16) * f
+            rcp[k] = np.uint64(m - (np.int64(1) << 32))
+            shift[k] = sh
+            bias[k] = start
+            cmpl[k] = PSCALE - f
+            start += f
+
+
+@jit
+def dec_tables(freqs, lut, fs):
+    """Decoding tables: lut[tab*4096 + slot] = token, fs[tab*NTOK + token] = freq | start << 16."""
+    for r in range(freqs.shape[0]):
+        start = 0
+        for t in range(NTOK):
+            f = freqs[r, t]
+            fs[r * NTOK + t] = f | (start << 16)
+            for j in range(f):
+                lut[r * PSCALE + start + j] = t
+            start += f
+
+
+@jit
+def _dec_seg(rw, ew, lut, fs, cbase, kbase, rl, toks, out):
+    """Decode one segment from its rANS words ``rw`` and extra-bit words ``ew``; returns 0 or an
+    error code."""
+    p, pend, q, qend, a, b = 0, rw.size, 0, ew.size, 0, out.size
+    if pend - p < 2 * NLANES:
+        return 1
+    st = np.empty(NLANES, np.int64)
+    for lane in range(NLANES):
+        st[lane] = np.int64(rw[p]) | (np.int64(rw[p + 1]) << 16)
+        p += 2
+    acc = np.int64(0)
+    nacc = 0
+    i0 = a
+    while i0 < b:  # row by row; the context rule of the module docstring (as in _enc_seg1)
+        m = min(rl, b - i0)
+        first = i0 == a
+        tn = 0 if first else np.int64(toks[i0 - rl])
+        tw = tn
+        tnw = tn
+        for c in range(m):
+            i = i0 + c
+            if first:
+                cs = 4 * tw
+            else:
+                tne = np.int64(toks[i - rl + 1]) if c < rl - 1 else tn
+                cs = tw + tn + tnw + tne
+                tnw = tn
+                tn = tne
+            lane = (i - a) & (NLANES - 1)
+            x = st[lane]
+            slot = x & (PSCALE - 1)
+            t = np.int64(lut[cbase[cs] + slot])
+            e = fs[kbase[cs] + t]
+            x = (e & 0xFFFF) * (x >> PBITS) + slot - (e >> 16)
+            r = np.int64(x < RANS_L)  # branchless renormalisation
+            x = (x << (16 * r)) | (np.int64(rw[min(p, pend - 1)]) & -r)
+            p += r
+            if x < RANS_L or p > pend:
+                return 2
+            st[lane] = x
+            toks[i] = t
+            tw = t
+            if t < 16:
+                out[i] = t
+            else:
+                nbits = (t >> 1) - 5
+                if nacc < nbits:
+                    if q >= qend:
+                        return 3
+                    acc |= np.int64(ew[q]) << nacc
+                    q += 1
+                    nacc += 32
+                out[i] = np.uint32((((t & 1) | 2) << nbits) | (acc & ((np.int64(1) << nbits) - 1)))
+                acc >>= nbits
+                nacc -= nbits
+        i0 += m
+    if p != pend or q != qend or acc != 0:
+        return 5
+    for lane in range(NLANES):
+        if st[lane] != RANS_L:
+            return 6
+    return 0
+
+
+def _dec_kernel(rw, rofs, rcnt, ew, eofs, ecnt, lut, fs, cbase, kbase, rl, seg_len, toks, out, err):
+    n = out.size
+    for s in prange(rofs.size):
+        a = s * seg_len
+        b = min(n, a + seg_len)
+        err[s] = _dec_seg(rw[rofs[s] : rofs[s] + rcnt[s]], ew[eofs[s] : eofs[s] + ecnt[s]], lut, fs, cbase,
+                          kbase, rl, toks[a:b], out[a:b])
+
+
+_dec_par, _dec_ser = pjit(_dec_kernel)
+
+
+def merge_contexts(counts: np.ndarray) -> np.ndarray:
+    """Table index of each context: adjacent contexts are merged greedily (largest gain first,
+    ties to the lowest index) while the estimated size (entropy + table bits) drops."""
+    groups = [[c] for c in range(NCTX)]
+    hs = [counts[c].astype(np.float64) for c in range(NCTX)]
+
+    def cost(h):
+        nz = h[h > 0]
+        return 8 * (9 + 2 * max(nz.size - 1, 0)) + float((nz * np.log2(h.sum() / nz)).sum())
+
+    costs = [cost(h) for h in hs]
+    while len(hs) > 1:
+        deltas = [cost(hs[j] + hs[j + 1]) - costs[j] - costs[j + 1] for j in range(len(hs) - 1)]
+        j = int(np.argmin(deltas))
+        if deltas[j] >= 0:
+            break
+        hs[j : j + 2] = [hs[j] + hs[j + 1]]
+        groups[j : j + 2] = [groups[j] + groups[j + 1]]
+        costs[j : j + 2] = [cost(hs[j])]
+    table = np.empty(NCTX, np.int64)
+    for g, members in enumerate(groups):
+        table[members] = g
+    return table
+
+
+def tables_to_bytes(table: np.ndarray, freqs: np.ndarray) -> bytes:
+    """Serialise ``ntab``, the context -> table map and the tables: per table a 9-byte token
+    bitmask and the u16 frequencies of its tokens except the last (implied)."""
+    parts = [bytes([freqs.shape[0]]), table.astype(np.uint8).tobytes()]
+    for f in freqs:
+        present = f > 0
+        parts.append(np.packbits(present, bitorder="little").tobytes())
+        parts.append(f[present][:-1].astype("<u2").tobytes())
+    return b"".join(parts)
+
+
+def tables_from_bytes(buf: np.ndarray, pos: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Parse :func:`tables_to_bytes` output at ``buf[pos:]``; returns (table, freqs, end)."""
+    if pos + 1 + NCTX > buf.size:
+        raise ValueError("corrupt bigcomp payload: truncated frequency tables")
+    ntab = int(buf[pos])
+    table = buf[pos + 1 : pos + 1 + NCTX].astype(np.int64)
+    pos += 1 + NCTX
+    if not 1 <= ntab <= NCTX or (table >= ntab).any():
+        raise ValueError("corrupt bigcomp payload: bad context map")
+    freqs = np.zeros((ntab, NTOK), np.int64)
+    for r in range(ntab):
+        if pos + 9 > buf.size:
+            raise ValueError("corrupt bigcomp payload: truncated frequency tables")
+        present = np.unpackbits(buf[pos : pos + 9], bitorder="little").astype(bool)
+        pos += 9
+        m = int(present.sum())
+        if m == 0 or present[NTOK:].any():
+            raise ValueError("corrupt bigcomp payload: bad token mask")
+        if pos + 2 * (m - 1) > buf.size:
+            raise ValueError("corrupt bigcomp payload: truncated frequency tables")
+        f = buf[pos : pos + 2 * (m - 1)].view("<u2").astype(np.int64)
+        pos += 2 * (m - 1)
+        last = PSCALE - int(f.sum())
+        if (f < 1).any() or last < 1:
+            raise ValueError("corrupt bigcomp payload: bad frequencies")
+        freqs[r, present[:NTOK]] = np.append(f, last)
+    return table, freqs, pos
