@@ -84,18 +84,23 @@ def _encode_kernel(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, 
             row = base + y * n_cols
             inner = y + dymin >= 0 and y + dymax < n_rows and x1 > x0
             if inner:
-                for x in range(x0, x1):
-                    acc[x] = rnd
+                # 0-based views: numba drops negative-index checks and vectorises
+                n = x1 - x0
+                accv = acc[x0:x1]
+                for i in range(n):
+                    accv[i] = rnd
                 for t in range(taps.shape[0]):
                     c = coefs[t]
-                    src = k[p + taps[t, 0], y + taps[t, 1]]
                     dx = taps[t, 2]
-                    for x in range(x0, x1):
-                        acc[x] += c * src[x + dx]
-                for x in range(x0, x1):
-                    pred = min(max(acc[x] >> shift, lo), hi)
-                    r = np.int64(k[p, y, x]) - pred
-                    out[row + x] = np.uint32((r << 1) ^ (r >> 63))
+                    src = k[p + taps[t, 0], y + taps[t, 1], x0 + dx : x1 + dx]
+                    for i in range(n):
+                        accv[i] += c * src[i]
+                kv = k[p, y, x0:x1]
+                outv = out[row + x0 : row + x1]
+                for i in range(n):
+                    pred = min(max(accv[i] >> shift, lo), hi)
+                    r = np.int64(kv[i]) - pred
+                    outv[i] = np.uint32((r << 1) ^ (r >> 63))
             for x in range(n_cols):
                 if inner and x0 <= x < x1:
                     continue
@@ -133,17 +138,19 @@ def _decode_kernel(res, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo
                     k[p, y, x] = _fallback(k, p, y, x, has_prev, lo) + r
                 if not inner:
                     continue
-                # taps that do not read the current row: vectorisable
-                for x in range(x0, x1):
-                    acc[x] = rnd
+                # taps that do not read the current row: vectorisable (0-based views)
+                n = x1 - x0
+                accv = acc[x0:x1]
+                for i in range(n):
+                    accv[i] = rnd
                 for t in range(taps.shape[0]):
                     if taps[t, 0] == 0 and taps[t, 1] == 0:
                         continue
                     c = coefs[t]
-                    src = k[p + taps[t, 0], y + taps[t, 1]]
                     dx = taps[t, 2]
-                    for x in range(x0, x1):
-                        acc[x] += c * src[x + dx]
+                    src = k[p + taps[t, 0], y + taps[t, 1], x0 + dx : x1 + dx]
+                    for i in range(n):
+                        accv[i] += c * src[i]
                 # taps on the current row (west neighbours): sequential, values kept in registers
                 cur = k[p, y]
                 if generic:
