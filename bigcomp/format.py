@@ -12,6 +12,8 @@ Every encoded chunk stands alone. Layout of format version 1 (all little-endian)
     9       1           ndim (0..32)
     10      2           reserved (0)
     12      4·ndim      shape, uint32 each
+    ..      4           planes per prediction run (uint32): plane p is predicted from plane p-1
+                        unless p is a multiple of it; runs decode independently (in parallel)
     ..      32          q, gain, offset, read_noise (float64 each; zeros when lossless)
     ..      4           intra taps n, intra shift, inter taps n, inter shift (uint8 each)
     ..      8·n         taps, intra then inter: dp, dy, dx (int8), pad, coefficient (int32)
@@ -50,6 +52,7 @@ _PARAMS = struct.Struct("<dddd")
 _PRED = struct.Struct("<BBBB")
 _TAP = struct.Struct("<bbbxi")
 _LENGTHS = struct.Struct("<QQ")
+_RUN = struct.Struct("<I")
 _CRC = struct.Struct("<I")
 
 
@@ -72,6 +75,7 @@ class ChunkHeader:
     read_noise: float
     intra: Taps
     inter: Taps
+    run: int = 1
 
 
 def _pack_taps(taps: Taps) -> bytes:
@@ -94,6 +98,7 @@ def pack_chunk(header: ChunkHeader, payload: bytes, escapes: np.ndarray) -> byte
             len(header.shape),
         ),
         struct.pack(f"<{len(header.shape)}I", *header.shape),
+        _RUN.pack(header.run),
         _PARAMS.pack(header.q, header.gain, header.offset, header.read_noise),
         _PRED.pack(
             len(header.intra.coefs), header.intra.shift, len(header.inter.coefs), header.inter.shift
@@ -180,6 +185,10 @@ def unpack_chunk(buf) -> tuple[ChunkHeader, memoryview, np.ndarray]:
     if ndim > 32:
         raise CorruptChunkError(f"corrupt bigcomp chunk: ndim {ndim}")
     shape = struct.unpack(f"<{ndim}I", reader.take(4 * ndim, "shape"))
+    (run,) = reader.unpack(_RUN, "header")
+    planes = int(np.prod(shape[:-2])) if ndim >= 3 else 1
+    if run < 1 or planes % run:
+        raise CorruptChunkError(f"corrupt bigcomp chunk: {run} planes per run for {planes} planes")
     q, gain, offset, read_noise = reader.unpack(_PARAMS, "parameters")
     n_intra, s_intra, n_inter, s_inter = reader.unpack(_PRED, "predictor")
     intra = _unpack_taps(reader, n_intra, s_intra, "predictor taps")
@@ -206,6 +215,7 @@ def unpack_chunk(buf) -> tuple[ChunkHeader, memoryview, np.ndarray]:
         reader.take(n_escapes * dtype.itemsize, "escapes"), dtype=dtype.newbyteorder("<")
     )
     header = ChunkHeader(
-        mode_s, order_s, coder_s, dtype, tuple(shape), q, gain, offset, read_noise, intra, inter
+        mode_s, order_s, coder_s, dtype, tuple(shape), q, gain, offset, read_noise, intra, inter,
+        run,
     )
     return header, payload, escapes

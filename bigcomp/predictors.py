@@ -9,12 +9,13 @@ the cheapest wins; its coefficients travel in the chunk header.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
-from .kernels._predict import predict_encode
+from .kernels._numba import jit
 
 __all__ = ["Taps", "choose_predictor", "FIXED_INTRA", "FIXED_INTER"]
 
@@ -97,15 +98,25 @@ def _positions(shape: tuple[int, int, int], nz: int, inter: bool, n: int, margin
     return p, y + margin, x + margin
 
 
+@jit
+def _gather_kernel(k, p, y, x, offsets, out):
+    for i in range(p.size):
+        for j in range(offsets.shape[0]):
+            out[i, j] = k[p[i] + offsets[j, 0], y[i] + offsets[j, 1], x[i] + offsets[j, 2]]
+
+
 def _gather(k: np.ndarray, where, offsets) -> np.ndarray:
-    p, y, x = where
-    return np.stack([k[p + dp, y + dy, x + dx] for dp, dy, dx in offsets], axis=1).astype(np.int64)
+    """float64 matrix of neighbour values (exact: integers far below 2**53)."""
+    out = np.empty((where[0].size, len(offsets)), np.float64)
+    _gather_kernel(k, *where, np.asarray(offsets, np.int64).reshape(-1, 3), out)
+    return out
 
 
 def _residual_bits(values: np.ndarray, target: np.ndarray, taps: Taps, lo: int, hi: int) -> float:
-    rnd = (1 << taps.shift) >> 1
-    pred = np.clip((values @ np.asarray(taps.coefs, np.int64) + rnd) >> taps.shift, lo, hi)
-    r = target - pred
+    """Entropy of the residuals of ``taps`` on sampled pixels, in exact float64 arithmetic."""
+    acc = values @ np.asarray(taps.coefs, np.float64) + ((1 << taps.shift) >> 1)
+    pred = np.clip(np.floor(acc / (1 << taps.shift)), lo, hi)
+    r = (target - pred).astype(np.int64)
     return _entropy_bits(((r << 1) ^ (r >> 63)).astype(np.uint64))
 
 
@@ -113,11 +124,10 @@ def _fit(values: np.ndarray, target: np.ndarray, offsets: tuple) -> Taps | None:
     """Least-squares coefficients (fixed point) predicting ``target`` from ``values``."""
     if target.size < 4 * len(offsets):
         return None
-    a = values.astype(np.float64)
+    a = values
     # normal equations with a tiny ridge: much faster than an SVD here, and well posed
-    with threadpool_limits(1):  # tiny products: BLAS threads only contend with dask's
-        gram = a.T @ a
-        rhs = a.T @ target.astype(np.float64)
+    gram = a.T @ a
+    rhs = a.T @ target
     gram[np.diag_indices_from(gram)] += 1e-6 * max(float(np.trace(gram)) / len(offsets), 1.0)
     try:
         coefs = np.linalg.solve(gram, rhs)
@@ -137,7 +147,7 @@ def _best(k, nz, inter, candidates, fits, lo, hi) -> Taps | None:
     offsets = sorted({o for t in candidates.values() for o in t.offsets} | {o for f in fits for o in f})
     column = {o: i for i, o in enumerate(offsets)}
     values = _gather(k, where, offsets)
-    target = k[where].astype(np.int64)
+    target = k[where].astype(np.float64)
     score = slice(0, SAMPLE)
     scored = {}
     for name, taps in candidates.items():
@@ -175,8 +185,15 @@ def choose_predictor(
     fit : bool
         Also try least-squares predictors.
     """
-    intra = _best(k, nz, False, FIXED_INTRA, [LS_INTRA] if fit else [], lo, hi)
-    intra = intra or FIXED_INTRA["b3d"]
-    inter_candidates = dict(FIXED_INTER, same_as_intra=intra)
-    inter = _best(k, nz, True, inter_candidates, [LS_INTER, LS_INTER_WIDE] if fit else [], lo, hi)
+    with _blas().limit(limits=1, user_api="blas"):  # tiny products: threads only contend
+        intra = _best(k, nz, False, FIXED_INTRA, [LS_INTRA] if fit else [], lo, hi)
+        intra = intra or FIXED_INTRA["b3d"]
+        inter_candidates = dict(FIXED_INTER, same_as_intra=intra)
+        fits = [LS_INTER, LS_INTER_WIDE] if fit else []
+        inter = _best(k, nz, True, inter_candidates, fits, lo, hi)
     return intra, inter or FIXED_INTER["avg3d"]
+
+
+@functools.cache
+def _blas() -> ThreadpoolController:
+    return ThreadpoolController()
