@@ -111,11 +111,12 @@ def _encode_kernel(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, 
 _encode_par, _encode_ser = pjit(_encode_kernel)
 
 
-def _decode_kernel(res, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, k):
+def _decode_kernel(res, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, k, bad):
     n_planes, n_rows, n_cols = k.shape
     n_stacks = n_planes // nz
     for s in prange(n_stacks):
         acc = np.empty(n_cols, np.int64)
+        n_bad = 0
         for p in range(s * nz, (s + 1) * nz):
             has_prev = (p % nz) != 0
             taps = inter if has_prev else intra
@@ -134,8 +135,9 @@ def _decode_kernel(res, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo
                 xa = x0 if inner else n_cols
                 for x in range(min(xa, n_cols)):
                     z = np.int64(res[row + x])
-                    r = (z >> 1) ^ -(z & 1)
-                    k[p, y, x] = _fallback(k, p, y, x, has_prev, lo) + r
+                    v = _fallback(k, p, y, x, has_prev, lo) + ((z >> 1) ^ -(z & 1))
+                    n_bad += v < lo or v > hi
+                    k[p, y, x] = v
                 if not inner:
                     continue
                 # taps that do not read the current row: vectorisable (0-based views)
@@ -160,7 +162,9 @@ def _decode_kernel(res, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo
                             if taps[t, 0] == 0 and taps[t, 1] == 0:
                                 a += coefs[t] * cur[x + taps[t, 2]]
                         z = np.int64(res[row + x])
-                        cur[x] = min(max(a >> shift, lo), hi) + ((z >> 1) ^ -(z & 1))
+                        v = min(max(a >> shift, lo), hi) + ((z >> 1) ^ -(z & 1))
+                        n_bad += v < lo or v > hi
+                        cur[x] = v
                 else:
                     w1 = np.int64(cur[x0 - 1]) if x0 >= 1 else np.int64(0)
                     w2 = np.int64(cur[x0 - 2]) if x0 >= 2 else np.int64(0)
@@ -169,20 +173,24 @@ def _decode_kernel(res, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo
                         a = acc[x] + c1 * w1 + c2 * w2 + c3 * w3
                         z = np.int64(res[row + x])
                         v = min(max(a >> shift, lo), hi) + ((z >> 1) ^ -(z & 1))
+                        n_bad += v < lo or v > hi
                         cur[x] = v
                         w3 = w2
                         w2 = w1
                         w1 = v
                 for x in range(x1, n_cols):
                     z = np.int64(res[row + x])
-                    cur[x] = _fallback(k, p, y, x, has_prev, lo) + ((z >> 1) ^ -(z & 1))
+                    v = _fallback(k, p, y, x, has_prev, lo) + ((z >> 1) ^ -(z & 1))
+                    n_bad += v < lo or v > hi
+                    cur[x] = v
+        bad[s] = n_bad
 
 
 _decode_par, _decode_ser = pjit(_decode_kernel)
 
 
 def predict_encode(k, nz, intra, inter, lo, hi, *, parallel=True):
-    """Zig-zagged residuals (uint32, flat) of ``k`` (int32, 3-D) under a predictor pair.
+    """Zig-zagged residuals (uint32, flat) of ``k`` (3-D, any integer dtype) under a predictor pair.
 
     ``intra``/``inter`` are ``(taps int32 (T, 3), coefs int64 (T,), shift)`` triples.
     """
@@ -192,9 +200,15 @@ def predict_encode(k, nz, intra, inter, lo, hi, *, parallel=True):
     return out
 
 
-def predict_decode(res, shape, nz, intra, inter, lo, hi, *, parallel=True):
-    """Inverse of :func:`predict_encode`: int32 array of ``shape`` (3-D) from residuals."""
-    k = np.empty(shape, np.int32)
+def predict_decode(res, shape, nz, intra, inter, lo, hi, *, dtype=np.int32, parallel=True):
+    """Inverse of :func:`predict_encode`: array of ``shape`` (3-D) and ``dtype``.
+
+    Raises ``ValueError`` when a decoded value falls outside ``[lo, hi]`` (corrupt residuals).
+    """
+    k = np.empty(shape, dtype)
+    bad = np.zeros(max(shape[0] // nz, 1), np.int64)
     kernel = _decode_par if parallel else _decode_ser
-    kernel(res, nz, intra[0], intra[1], intra[2], inter[0], inter[1], inter[2], lo, hi, k)
+    kernel(res, nz, intra[0], intra[1], intra[2], inter[0], inter[1], inter[2], lo, hi, k, bad)
+    if bad.any():
+        raise ValueError(f"corrupt bigcomp payload: {int(bad.sum())} values out of range")
     return k
