@@ -22,44 +22,25 @@ __all__ = ["dpcm_encode", "dpcm_decode", "FRACTION_BITS"]
 FRACTION_BITS = 16
 
 
-def _predict(yrec, p, y, x, has_prev, taps, coefs, shift, dymin, dymax, dxmin, dxmax, n_rows,
-             n_cols, y_lo):
-    if y + dymin >= 0 and y + dymax < n_rows and x + dxmin >= 0 and x + dxmax < n_cols:
-        acc = np.int64(1) << (shift - 1) if shift > 0 else np.int64(0)
-        for t in range(taps.shape[0]):
-            acc += coefs[t] * yrec[p + taps[t, 0], y + taps[t, 1], x + taps[t, 2]]
-        return acc >> shift
-    if x > 0:
-        return yrec[p, y, x - 1]
-    if y > 0:
-        return yrec[p, y - 1, x]
-    if has_prev:
-        return yrec[p - 1, y, x]
-    return y_lo
-
-
-def _nearest(table, target):
-    i = np.searchsorted(table, target)
-    if i >= table.size:
-        return table.size - 1
-    if i > 0 and target - table[i - 1] <= table[i] - target:
-        return i - 1
-    return i
+def coarse_index(table: np.ndarray) -> tuple[np.ndarray, int]:
+    """Bucket index of a monotonic table for :func:`_nearest` (at most ~2**18 buckets)."""
+    span = int(table[-1] - table[0]) + 1
+    shift = max(FRACTION_BITS - 2, int(np.ceil(np.log2(max(span, 2)))) - 18)
+    edges = table[0] + (np.arange((span >> shift) + 2, dtype=np.int64) << shift)
+    return np.searchsorted(table, edges).astype(np.int64), shift
 
 
 def _make(encode):
-    from ._numba import jit
-
-    predict = jit(_predict)
-    nearest = jit(_nearest)
-
-    def kernel(a, sym, exc, n_exc, nz, table, intra, intra_c, intra_s, inter, inter_c, inter_s,
-               yrec, out):
+    def kernel(a, sym, exc, n_exc, nz, table, coarse, cshift, intra, intra_c, intra_s, inter,
+               inter_c, inter_s, yrec, out):
         n_planes, n_rows, n_cols = out.shape
         n_stacks = n_planes // nz
         half = np.int64(1) << (FRACTION_BITS - 1)
         step = np.int64(1) << FRACTION_BITS
         plane_size = n_rows * n_cols
+        n_table = table.size
+        n_coarse = coarse.size
+        t0 = table[0]
         for s in prange(n_stacks):
             e = s * nz * plane_size  # escapes of stack s start at its first pixel index (upper bound)
             n_e = 0
@@ -68,6 +49,7 @@ def _make(encode):
                 taps = inter if has_prev else intra
                 coefs = inter_c if has_prev else intra_c
                 shift = inter_s if has_prev else intra_s
+                rnd = np.int64(1) << (shift - 1) if shift > 0 else np.int64(0)
                 dymin = 0
                 dymax = 0
                 dxmin = 0
@@ -78,35 +60,73 @@ def _make(encode):
                     dxmin = min(dxmin, taps[t, 2])
                     dxmax = max(dxmax, taps[t, 2])
                 for y in range(n_rows):
+                    row_inner = y + dymin >= 0 and y + dymax < n_rows
                     for x in range(n_cols):
                         i = p * plane_size + y * n_cols + x
-                        pred = predict(yrec, p, y, x, has_prev, taps, coefs, shift,
-                                       dymin, dymax, dxmin, dxmax, n_rows, n_cols, table[0])
+                        # prediction from reconstructed neighbours (fallback at the borders)
+                        if row_inner and x + dxmin >= 0 and x + dxmax < n_cols:
+                            acc = rnd
+                            for t in range(taps.shape[0]):
+                                acc += coefs[t] * yrec[p + taps[t, 0], y + taps[t, 1],
+                                                       x + taps[t, 2]]
+                            pred = acc >> shift
+                        elif x > 0:
+                            pred = yrec[p, y, x - 1]
+                        elif y > 0:
+                            pred = yrec[p, y - 1, x]
+                        elif has_prev:
+                            pred = yrec[p - 1, y, x]
+                        else:
+                            pred = t0
                         if encode:
                             v = table[a[p, y, x]]
                             m0 = (v - pred + half) >> FRACTION_BITS
                             code = np.uint32(0)
                             xr = np.int64(a[p, y, x])
-                            for j in range(3):
-                                m = m0 + (0, -1, 1)[j]
-                                cand = nearest(table, pred + m * step)
-                                if abs(table[cand] - v) <= half - 1:  # exact bound despite table rounding
-                                    code = np.uint32(((m << 1) ^ (m >> 63)) + 1)
-                                    xr = cand
-                                    break
-                            sym[i] = code
-                            if code == 0:
-                                exc[e + n_e] = xr
-                                n_e += 1
+                            tries = 3
                         else:
-                            code = np.int64(sym[i])
+                            code = sym[i]
+                            tries = 0 if code == 0 else 1
                             if code == 0:
                                 xr = np.int64(exc[e + n_e]) if e + n_e < exc.size else 0
                                 n_e += 1
                             else:
-                                z = code - 1
-                                m = (z >> 1) ^ -(z & 1)
-                                xr = nearest(table, pred + m * step)
+                                z = np.int64(code) - 1
+                                m0 = (z >> 1) ^ -(z & 1)
+                        for j in range(tries):
+                            m = m0 - 1 if j == 1 else (m0 + 1 if j == 2 else m0)  # m0, m0 - 1, m0 + 1
+                            target = pred + m * step
+                            # nearest table entry to target: bucket, then binary search
+                            b = (target - t0) >> cshift
+                            if b < 0:
+                                cand = 0
+                            elif b >= n_coarse - 1:
+                                cand = n_table - 1
+                            else:
+                                lo = coarse[b]
+                                hi = min(coarse[b + 1], n_table - 1)
+                                while lo < hi:
+                                    mid = (lo + hi) >> 1
+                                    if table[mid] < target:
+                                        lo = mid + 1
+                                    else:
+                                        hi = mid
+                                cand = lo
+                                if table[cand] >= target and cand > 0 and (
+                                    target - table[cand - 1] <= table[cand] - target
+                                ):
+                                    cand -= 1
+                            if not encode:
+                                xr = cand
+                            elif abs(table[cand] - v) <= half - 1:  # exact despite rounding
+                                code = np.uint32(((m << 1) ^ (m >> 63)) + 1)
+                                xr = cand
+                                break
+                        if encode:
+                            sym[i] = code
+                            if code == 0:
+                                exc[e + n_e] = xr
+                                n_e += 1
                         out[p, y, x] = xr
                         yrec[p, y, x] = table[xr]
             n_exc[s] = n_e
@@ -131,7 +151,7 @@ def dpcm_encode(a, nz, table, intra, inter, *, parallel=True):
     yrec = np.empty(a.shape, np.int64)
     out = np.empty(a.shape, np.int32)
     kernel = _enc_par if parallel else _enc_ser
-    kernel(a, sym, exc, n_exc, nz, table, *intra, *inter, yrec, out)
+    kernel(a, sym, exc, n_exc, nz, table, *coarse_index(table), *intra, *inter, yrec, out)
     stack = a.size // max(n_stacks, 1)
     escapes = np.concatenate([exc[s * stack : s * stack + n_exc[s]] for s in range(n_stacks)])
     return sym, escapes, out
@@ -157,5 +177,5 @@ def dpcm_decode(sym, escapes, shape, nz, table, intra, inter, *, parallel=True):
     yrec = np.empty(shape, np.int64)
     out = np.empty(shape, np.int32)
     kernel = _dec_par if parallel else _dec_ser
-    kernel(out, sym, exc, n_exc, nz, table, *intra, *inter, yrec, out)
+    kernel(out, sym, exc, n_exc, nz, table, *coarse_index(table), *intra, *inter, yrec, out)
     return out
