@@ -16,6 +16,7 @@ from .kernels._lookup import lookup
 from .kernels._dpcm import FRACTION_BITS, dpcm_decode, dpcm_encode
 from .kernels._numba import use_parallel
 from .kernels._predict import predict_decode, predict_encode
+from .kernels._scratch import scratch
 from .noise import CameraModel, quantisation_tables
 from .predictors import FIXED_INTER, FIXED_INTRA, Taps, choose_predictor
 
@@ -149,7 +150,7 @@ def encode_chunk(
         lo, hi = 0, int(np.iinfo(a.dtype).max)
     elif a.dtype.kind == "u":
         tables = quantisation_tables(cam, q, a.dtype.name)
-        k = lookup(a, tables.bin, a.dtype, parallel=parallel)
+        k = lookup(a, tables.bin, a.dtype, parallel=parallel, out=scratch("k", a.size, a.dtype))
         lo, hi = 0, tables.nbins - 1
     else:
         y = cam.forward(a) / q
@@ -169,7 +170,8 @@ def encode_chunk(
         intra, inter = choose_predictor(k, nz, lo, hi, fit=coder == "max")
         if order == "qp":
             symbols = predict_encode(
-                k, nz, intra.as_arrays(), inter.as_arrays(), lo, hi, parallel=parallel
+                k, nz, intra.as_arrays(), inter.as_arrays(), lo, hi, parallel=parallel,
+                out=scratch("residuals", k.size, np.uint32),
             )
         else:
             table = _dpcm_table(cam, q, a.dtype)
@@ -265,8 +267,11 @@ def decode_chunk(buf, out: np.ndarray | None = None) -> np.ndarray:
             raise CorruptChunkError("corrupt bigcomp chunk: no predictor taps")
         k_dtype = dtype if dtype.kind == "u" else np.dtype(np.int32)
         try:
-            k = predict_decode(symbols, shape3, nz, intra, inter, lo, hi, dtype=k_dtype,
-                               parallel=parallel)
+            k = predict_decode(
+                symbols, shape3, nz, intra, inter, lo, hi, dtype=k_dtype, parallel=parallel,
+                # lossless: k is the result; lossy: an intermediate, kept in scratch
+                out=None if header.mode == "lossless" else scratch("k", n, k_dtype),
+            )
         except ValueError as exc:
             raise CorruptChunkError(str(exc)) from exc
         if header.mode == "lossless":

@@ -21,12 +21,14 @@ def _lookup_kernel(values, table, out):
 _lookup_par, _lookup_ser = pjit(_lookup_kernel)
 
 
-def lookup(values: np.ndarray, table: np.ndarray, dtype, *, parallel: bool = True) -> np.ndarray:
-    """``table[values]`` as a new array of ``dtype`` and ``values``' shape.
+def lookup(
+    values: np.ndarray, table: np.ndarray, dtype, *, parallel: bool = True, out=None
+) -> np.ndarray:
+    """``table[values]`` as an array of ``dtype`` and ``values``' shape (into ``out`` if given).
 
     ``values`` must only hold valid indices of ``table`` (the caller checks decoded data).
     """
     flat = np.ascontiguousarray(values).reshape(-1)
-    out = np.empty(flat.size, dtype)
+    out = np.empty(flat.size, dtype) if out is None else out.reshape(-1)
     (_lookup_par if parallel else _lookup_ser)(flat, table, out)
     return out.reshape(values.shape)

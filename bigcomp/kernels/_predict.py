@@ -93,8 +93,12 @@ def _encode_kernel(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, 
                     c = coefs[t]
                     dx = taps[t, 2]
                     src = k[p + taps[t, 0], y + taps[t, 1], x0 + dx : x1 + dx]
-                    for i in range(n):
-                        accv[i] += c * src[i]
+                    if c == 1:  # the fixed averages: additions only
+                        for i in range(n):
+                            accv[i] += src[i]
+                    else:
+                        for i in range(n):
+                            accv[i] += c * src[i]
                 kv = k[p, y, x0:x1]
                 outv = out[row + x0 : row + x1]
                 for i in range(n):
@@ -151,8 +155,12 @@ def _decode_kernel(res, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo
                     c = coefs[t]
                     dx = taps[t, 2]
                     src = k[p + taps[t, 0], y + taps[t, 1], x0 + dx : x1 + dx]
-                    for i in range(n):
-                        accv[i] += c * src[i]
+                    if c == 1:  # the fixed averages: additions only
+                        for i in range(n):
+                            accv[i] += src[i]
+                    else:
+                        for i in range(n):
+                            accv[i] += c * src[i]
                 # taps on the current row (west neighbours): sequential, values kept in registers
                 cur = k[p, y]
                 if generic:
@@ -189,23 +197,25 @@ def _decode_kernel(res, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo
 _decode_par, _decode_ser = pjit(_decode_kernel)
 
 
-def predict_encode(k, nz, intra, inter, lo, hi, *, parallel=True):
+def predict_encode(k, nz, intra, inter, lo, hi, *, parallel=True, out=None):
     """Zig-zagged residuals (uint32, flat) of ``k`` (3-D, any integer dtype) under a predictor pair.
 
     ``intra``/``inter`` are ``(taps int32 (T, 3), coefs int64 (T,), shift)`` triples.
     """
-    out = np.empty(k.size, np.uint32)
+    out = np.empty(k.size, np.uint32) if out is None else out
     kernel = _encode_par if parallel else _encode_ser
     kernel(k, nz, intra[0], intra[1], intra[2], inter[0], inter[1], inter[2], lo, hi, out)
     return out
 
 
-def predict_decode(res, shape, nz, intra, inter, lo, hi, *, dtype=np.int32, parallel=True):
+def predict_decode(
+    res, shape, nz, intra, inter, lo, hi, *, dtype=np.int32, parallel=True, out=None
+):
     """Inverse of :func:`predict_encode`: array of ``shape`` (3-D) and ``dtype``.
 
     Raises ``ValueError`` when a decoded value falls outside ``[lo, hi]`` (corrupt residuals).
     """
-    k = np.empty(shape, dtype)
+    k = np.empty(shape, dtype) if out is None else out.reshape(shape)
     bad = np.zeros(max(shape[0] // nz, 1), np.int64)
     kernel = _decode_par if parallel else _decode_ser
     kernel(res, nz, intra[0], intra[1], intra[2], inter[0], inter[1], inter[2], lo, hi, k, bad)
