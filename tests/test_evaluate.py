@@ -1,0 +1,110 @@
+"""bigcomp.evaluate: the table, the report folder and the CLI command on small synthetic data."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("scipy")
+pytest.importorskip("skimage")
+pytest.importorskip("pandas")
+pytest.importorskip("matplotlib")
+
+from bigcomp import datasets, metrics  # noqa: E402
+from bigcomp.chunk import decode_chunk, encode_chunk  # noqa: E402
+from bigcomp.evaluate import NOT_AVAILABLE, evaluate, evaluate_command, parse_region  # noqa: E402
+from bigcomp.noise import CameraModel  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def light():
+    return datasets.light_sheet((4, 64, 64), seed=3)
+
+
+@pytest.fixture(scope="module")
+def report(light, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    table = evaluate(light, modes=("lossless", "wnl:q=1", "temporal"),
+                     peers=("zstd", "sz3", "x265"), out=out)
+    return table, out
+
+
+def test_table_rows_and_notes(report):
+    table, _ = report
+    assert list(table.index) == ["bigcomp lossless", "bigcomp wnl q=1", "temporal", "zstd -3",
+                                 "SZ3 q=1", "x265"]
+    assert table.loc["temporal", "note"] == NOT_AVAILABLE
+    assert table.loc["x265", "note"] == NOT_AVAILABLE
+    assert math.isnan(table.loc["x265", "ratio"])
+    lossless = table.loc["bigcomp lossless"]
+    assert lossless["psnr_db"] == math.inf and lossless["dice"] == 1.0
+    assert lossless["max_err_sigma"] == 0.0 and lossless["noise_excess"] == 1.0
+    q1 = table.loc["bigcomp wnl q=1"]
+    assert 0 < q1["max_err_sigma"] <= 0.5
+    assert q1["ratio"] > lossless["ratio"] > 1
+    assert 1.0 < q1["noise_excess"] < 1.1  # q=1: error barely above the noise itself
+
+
+def test_numbers_match_metrics(light, report):
+    table, _ = report
+    cam = CameraModel(light.gain, light.offset, light.read_noise)
+    blob = encode_chunk(light.data, q=1.0, camera=cam)  # one chunk: (4, 64, 64)
+    back = decode_chunk(blob)
+    row = table.loc["bigcomp wnl q=1"]
+    assert row["ratio"] == pytest.approx(light.data.nbytes / len(blob))
+    assert row["psnr_db"] == pytest.approx(metrics.psnr(light.data, back))
+    assert row["ssim"] == pytest.approx(metrics.ssim(light.data, back))
+    assert row["max_err_sigma"] == pytest.approx(
+        metrics.sigma_error(light.data, back, camera=cam)["max"])
+    assert row["dice"] == pytest.approx(
+        metrics.segmentation_agreement(light.data, back)["dice"])
+    s = metrics.pixel_stats(light.data, back, camera=cam, truth=light.truth)
+    assert row["noise_excess"] == pytest.approx(s["truth_rms_ratio"])
+
+
+def test_report_files(report):
+    _, out = report
+    for name in ("report.md", "report.html", "ratio_psnr.png", "ratio_dice.png",
+                 "error_maps.png", "error_histograms.png", "frc.png"):
+        assert (out / name).stat().st_size > 0, name
+    md = (out / "report.md").read_text()
+    assert "bigcomp wnl q=1" in md and NOT_AVAILABLE in md
+    assert "<table>" in (out / "report.html").read_text()
+
+
+def test_spots_and_region():
+    s = datasets.smlm((6, 64, 64), seed=1)
+    table = evaluate(s, modes=("lossless", "wnl:q=1"), peers=(), region="1:5,:,:")
+    ll = table.loc["bigcomp lossless"]
+    assert ll["loc_change_pct"] == 0.0 and ll["loc_shift_px"] == 0.0 and ll["spots"] > 5
+    assert abs(table.loc["bigcomp wnl q=1", "loc_change_pct"]) < 25
+
+
+def test_parse_region_and_errors():
+    assert parse_region("3", 2) == (slice(3, 4), slice(None))
+    assert parse_region(None, 1) == (slice(None),)
+    with pytest.raises(ValueError, match="more axes"):
+        parse_region("1,2,3", 2)
+    with pytest.raises(ValueError, match="camera"):
+        evaluate(np.zeros((8, 8), np.uint16), peers=())
+    with pytest.raises(ValueError, match="unknown peer"):
+        evaluate(np.zeros((8, 8), np.uint16), camera=CameraModel(), peers=("gzip",))
+
+
+def test_cli_command(tmp_path, light):
+    typer = pytest.importorskip("typer")
+    from typer.testing import CliRunner
+
+    app = typer.Typer()
+    app.command("evaluate")(evaluate_command)
+    app.command("noop")(lambda: None)  # two commands: "evaluate" stays a sub-command
+    path = tmp_path / "stack.npy"
+    np.save(path, light.data)
+    res = CliRunner().invoke(app, ["evaluate", str(path), "--modes", "wnl:q=2", "--peers", "",
+                                   "--gain", "2", "--offset", "100", "--read-noise", "1.6",
+                                   "--out", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    assert "bigcomp wnl q=2" in res.output
+    assert (tmp_path / "rep" / "report.md").exists()
