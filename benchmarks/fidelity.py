@@ -27,12 +27,13 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
-import bigcomp  # noqa: E402
-from _data import brain, storm  # noqa: E402
-from bigcomp import datasets  # noqa: E402
-from bigcomp.evaluate import DEFAULT_MODES, run_evaluation  # noqa: E402
-from bigcomp.metrics.report import markdown_table, plot_error_maps, plot_tradeoff  # noqa: E402
-from bigcomp.noise import CameraModel  # noqa: E402
+from _data import brain, storm
+
+import bigcomp
+from bigcomp import datasets
+from bigcomp.evaluate import DEFAULT_MODES, run_evaluation
+from bigcomp.metrics.report import markdown_table, plot_error_maps, plot_tradeoff
+from bigcomp.noise import CameraModel
 
 PEERS = ("zstd", "blosc", "jpegxl", "sz3", "x265")
 

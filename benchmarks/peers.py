@@ -35,14 +35,14 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
-import blosc2  # noqa: E402
-import imagecodecs  # noqa: E402
-import zstandard  # noqa: E402
-from pysz import sz, szConfig, szErrorBoundMode  # noqa: E402
+import blosc2
+import imagecodecs
+import zstandard
+from _data import Dataset, load_all
+from pysz import sz, szConfig, szErrorBoundMode
 
-import bigcomp  # noqa: E402
-from _data import Dataset, load_all  # noqa: E402
-from bigcomp.noise import CameraModel, quantisation_tables  # noqa: E402
+import bigcomp
+from bigcomp.noise import CameraModel, quantisation_tables
 
 Encode = Callable[[np.ndarray], Any]
 Decode = Callable[[Any], np.ndarray]

@@ -12,15 +12,15 @@ import numpy as np
 from .errors import BigcompError, CorruptChunkError, ParameterError, UnsupportedDataError
 from .format import ChunkHeader, pack_chunk, unpack_chunk
 from .kernels import _coders
-from .kernels._lookup import lookup
 from .kernels._dpcm import FRACTION_BITS, dpcm_decode, dpcm_encode
+from .kernels._lookup import lookup
 from .kernels._numba import use_parallel
 from .kernels._predict import predict_decode, predict_encode
 from .kernels._scratch import scratch
 from .noise import CameraModel, quantisation_tables
-from .predictors import FIXED_INTER, FIXED_INTRA, Taps, choose_predictor
+from .predictors import Taps, choose_predictor
 
-__all__ = ["encode_chunk", "decode_chunk", "error_bound", "SUPPORTED_DTYPES"]
+__all__ = ["SUPPORTED_DTYPES", "decode_chunk", "encode_chunk", "error_bound"]
 
 SUPPORTED_DTYPES = (np.dtype("uint8"), np.dtype("uint16"), np.dtype("float32"))
 ORDERS = ("qp", "pq")

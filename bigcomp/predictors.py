@@ -17,7 +17,7 @@ from threadpoolctl import ThreadpoolController
 
 from .kernels._numba import jit
 
-__all__ = ["Taps", "choose_predictor", "FIXED_INTRA", "FIXED_INTER"]
+__all__ = ["FIXED_INTER", "FIXED_INTRA", "Taps", "choose_predictor"]
 
 SHIFT = 12  # fixed-point precision of fitted coefficients
 

@@ -264,10 +264,10 @@ def _payloads():
 def test_truncated_or_extended_payloads_raise():
     s, pf, pm = _payloads()
     n = s.size
-    for cut in list(range(0, 40)) + list(range(40, len(pf), 37)) + [len(pf) - 1]:
+    for cut in list(range(40)) + list(range(40, len(pf), 37)) + [len(pf) - 1]:
         with pytest.raises(ValueError, match="corrupt bigcomp payload"):
             decode_fast(pf[:cut], n)
-    for cut in list(range(0, 40)) + list(range(40, len(pm), 37)) + [len(pm) - 1]:
+    for cut in list(range(40)) + list(range(40, len(pm), 37)) + [len(pm) - 1]:
         with pytest.raises(ValueError, match="corrupt bigcomp payload"):
             decode_max(pm[:cut], n, 50)
     for extra in (b"\0", b"\0" * 4):

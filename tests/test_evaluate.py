@@ -12,10 +12,10 @@ pytest.importorskip("skimage")
 pytest.importorskip("pandas")
 pytest.importorskip("matplotlib")
 
-from bigcomp import datasets, metrics  # noqa: E402
-from bigcomp.chunk import decode_chunk, encode_chunk  # noqa: E402
-from bigcomp.evaluate import NOT_AVAILABLE, evaluate, evaluate_command, parse_region  # noqa: E402
-from bigcomp.noise import CameraModel  # noqa: E402
+from bigcomp import datasets, metrics
+from bigcomp.chunk import decode_chunk, encode_chunk
+from bigcomp.evaluate import NOT_AVAILABLE, evaluate, evaluate_command, parse_region
+from bigcomp.noise import CameraModel
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ pytest.importorskip("scipy")
 pytest.importorskip("skimage")
 da = pytest.importorskip("dask.array")
 
-from bigcomp import metrics  # noqa: E402
-from bigcomp.noise import CameraModel  # noqa: E402
+from bigcomp import metrics
+from bigcomp.noise import CameraModel
 
 RNG = np.random.default_rng(42)
 STACK = (RNG.poisson(50, (4, 48, 40)) + 100).astype(np.uint16)

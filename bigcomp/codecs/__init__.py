@@ -7,7 +7,7 @@ from numcodecs.registry import register_codec
 from .lossless import Lossless
 from .wnl import WNL
 
-__all__ = ["Lossless", "WNL"]
+__all__ = ["WNL", "Lossless"]
 
 register_codec(Lossless)
 register_codec(WNL)

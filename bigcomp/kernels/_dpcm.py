@@ -17,7 +17,7 @@ from numba import prange
 
 from ._numba import pjit
 
-__all__ = ["dpcm_encode", "dpcm_decode", "FRACTION_BITS"]
+__all__ = ["FRACTION_BITS", "dpcm_decode", "dpcm_encode"]
 
 FRACTION_BITS = 16
 

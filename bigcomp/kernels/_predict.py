@@ -19,7 +19,7 @@ from numba import prange
 
 from ._numba import jit, pjit
 
-__all__ = ["predict_encode", "predict_decode"]
+__all__ = ["predict_decode", "predict_encode"]
 
 
 @jit

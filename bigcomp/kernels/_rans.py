@@ -185,11 +185,7 @@ def normalize(counts, freqs):
                 f = freqs[r, t]
                 if c == 0 or (ssum > PSCALE and f <= 1):
                     continue
-                if best < 0:
-                    best = t
-                elif ssum < PSCALE and c * freqs[r, best] > counts[r, best] * f:
-                    best = t
-                elif ssum > PSCALE and c * freqs[r, best] < counts[r, best] * f:
+                if best < 0 or (ssum < PSCALE and c * freqs[r, best] > counts[r, best] * f) or (ssum > PSCALE and c * freqs[r, best] < counts[r, best] * f):
                     best = t
             if ssum < PSCALE:
                 freqs[r, best] += 1

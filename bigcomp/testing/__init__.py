@@ -8,7 +8,7 @@ import numpy as np
 
 from ..noise import CameraModel
 
-__all__ = ["check_within_bound", "check_backwards_compatibility", "stabilised_error"]
+__all__ = ["check_backwards_compatibility", "check_within_bound", "stabilised_error"]
 
 
 def stabilised_error(original, decoded, camera: CameraModel) -> float:

@@ -8,7 +8,7 @@ from hypothesis.extra import numpy as hnp
 
 from ..noise import CameraModel
 
-__all__ = ["cameras", "camera_arrays", "integer_arrays", "shapes"]
+__all__ = ["camera_arrays", "cameras", "integer_arrays", "shapes"]
 
 shapes = hnp.array_shapes(min_dims=1, max_dims=5, min_side=1, max_side=9)
 

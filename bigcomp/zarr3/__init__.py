@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from zarr.core.array_spec import ArraySpec
     from zarr.core.buffer import Buffer, NDBuffer
 
-__all__ = ["Lossless", "WNL"]
+__all__ = ["WNL", "Lossless"]
 
 
 class _ChunkCodecMixin:
