@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import codecs, zarr3
+from . import accessor, codecs, zarr3  # accessor registers DataArray.bigcomp
 from .chunk import decode_chunk, encode_chunk, error_bound
 from .estimate import PoorFitWarning, estimate_camera, photon_transfer
 from .errors import (
@@ -19,6 +19,7 @@ from .errors import (
     UnsupportedDataError,
 )
 from .noise import CameraModel, quantisation_tables
+from .pipeline import compress, estimate_noise, open
 
 try:
     __version__ = version("bigcomp")
@@ -33,10 +34,13 @@ __all__ = [
     "ParameterError",
     "UnsupportedDataError",
     "codecs",
+    "compress",
     "decode_chunk",
     "encode_chunk",
     "error_bound",
     "estimate_camera",
+    "estimate_noise",
+    "open",
     "photon_transfer",
     "PoorFitWarning",
     "quantisation_tables",

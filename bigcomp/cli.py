@@ -82,3 +82,253 @@ def version() -> None:
     from . import __version__
 
     typer.echo(__version__)
+
+
+# --------------------------------------------------------------------------- whole experiments
+def _warn_to_console(console, caught) -> None:
+    from rich.markup import escape
+
+    for w in caught:
+        console.print(f"[yellow]warning:[/yellow] {escape(str(w.message))}", soft_wrap=True)
+
+
+def _error(console, message) -> None:
+    """Print an error unwrapped (paths stay copyable) and without markup interpretation."""
+    from rich.markup import escape
+
+    console.print(f"[red]error:[/red] {escape(str(message))}", soft_wrap=True)
+
+
+def _client(scheduler: str, workers: int | None):
+    """``(context manager, scheduler argument)`` for the --scheduler option."""
+    import contextlib
+
+    if scheduler != "local":
+        return contextlib.nullcontext(), scheduler
+    from distributed import Client, LocalCluster
+
+    from .pipeline import local_cluster_kwargs
+
+    stack = contextlib.ExitStack()
+    cluster = stack.enter_context(LocalCluster(**local_cluster_kwargs(workers)))
+    client = stack.enter_context(Client(cluster))
+    return stack, client
+
+
+_SCHEDULER_HELP = (
+    "'local': a dask.distributed LocalCluster sized to this machine (one process per worker); "
+    "'tcp://host:port': an existing cluster; or a local dask scheduler: 'threads', "
+    "'processes', 'synchronous'.")
+
+
+@app.command()
+def compress(
+    source: Annotated[str, typer.Argument(
+        help="Input: TIFF, HDF5 ('file.h5:/dataset'), zarr v2/v3 or OME-Zarr path.")],
+    dest: Annotated[str, typer.Argument(help="Output zarr v3 / OME-Zarr store (directory).")],
+    q: Annotated[float, typer.Option(help="Quantisation step in noise σ (error ≤ q/2 σ).")] = 1.0,
+    lossless: Annotated[bool, typer.Option("--lossless", help="Compress exactly (no q).")] = False,
+    gain: Annotated[float | None, typer.Option(help="Camera gain, ADU per electron.")] = None,
+    offset: Annotated[float | None, typer.Option(help="Camera offset (dark level), ADU.")] = None,
+    read_noise: Annotated[float | None, typer.Option(help="Camera read noise, electrons.")] = None,
+    chunks: Annotated[str | None, typer.Option(
+        help="Chunk shape of the store, e.g. 16,256,256 (leading axes get 1; -1 = whole axis)."
+    )] = None,
+    coder: Annotated[str, typer.Option(help="'max' (smallest) or 'fast' (fastest).")] = "max",
+    order: Annotated[str, typer.Option(
+        help="'qp' quantise then predict, or 'pq' predict then quantise (sparse data).")] = "qp",
+    dataset: Annotated[str | None, typer.Option(
+        help="Dataset inside an HDF5 file / array inside a zarr group.")] = None,
+    dims: Annotated[str | None, typer.Option(
+        help="Axis names, e.g. tczyx or t,c,z,y,x (default: from the source).")] = None,
+    scheduler: Annotated[str, typer.Option(help=_SCHEDULER_HELP)] = "local",
+    workers: Annotated[int | None, typer.Option(
+        help="Workers of the local cluster (default: sized to cores and memory).")] = None,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace DEST if it exists (otherwise the same job resumes).")
+    ] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Compress a whole experiment, chunk by chunk, into a zarr v3 / OME-Zarr store.
+
+    Without --gain/--offset/--read-noise the camera model comes from the source's bigcomp
+    metadata or is estimated from a sample of chunks (missing ones are estimated, given ones
+    kept). A run that was interrupted resumes where it stopped when started again.
+    """
+    import warnings
+
+    from rich.console import Console
+
+    from .errors import BigcompError
+    from .pipeline import compress as run_compress
+    from .pipeline import estimate_noise
+
+    console = Console(stderr=True)
+    mode = "lossless" if lossless else "wnl"
+    fixed = {"gain": gain, "offset": offset, "read_noise": read_noise}
+    caught: list = []
+    try:
+        ctx, sched = _client(scheduler, workers)
+        with ctx, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            camera = None
+            if not lossless and all(v is not None for v in fixed.values()):
+                camera = fixed
+            elif not lossless and any(v is not None for v in fixed.values()):
+                camera = estimate_noise(source, dataset=dataset, scheduler=sched, **fixed)
+            result = run_compress(source, dest, mode=mode, q=q, camera=camera, chunks=chunks,
+                                  coder=coder, order=order, dims=dims, dataset=dataset,
+                                  scheduler=sched, overwrite=overwrite, progress=progress)
+        _warn_to_console(console, caught)
+    except (BigcompError, FileNotFoundError, ImportError) as exc:
+        _warn_to_console(console, caught)
+        _error(console, exc)
+        raise typer.Exit(1) from None
+    cam = result.camera
+    typer.echo(
+        f"{dest}: {result.chunks_written} chunks written, {result.chunks_skipped} already done; "
+        f"{result.raw_bytes / 1e6:.1f} MB -> {result.stored_bytes / 1e6:.1f} MB "
+        f"({result.ratio:.2f}x) in {result.seconds:.1f} s; max error {result.error_bound:.3f} σ"
+        + (f"; camera ({result.camera_source}): gain {cam.gain:.4g}, offset {cam.offset:.4g}, "
+           f"read noise {cam.read_noise:.4g}" if cam else ""))
+
+
+def _parse_region(region: str | None, shape: tuple[int, ...]) -> tuple[slice, ...]:
+    if not region:
+        return tuple(slice(None) for _ in shape)
+    parts = [p.strip() for p in region.split(",")]
+    if len(parts) > len(shape):
+        raise typer.BadParameter(f"{len(parts)} ranges for {len(shape)} axes", param_hint="region")
+    out = []
+    for p in parts:
+        try:
+            bits = [int(b) if b.strip() else None for b in p.split(":")]
+        except ValueError:
+            raise typer.BadParameter(f"bad range {p!r}: use start:stop like 0:10 or :",
+                                     param_hint="region") from None
+        if len(bits) == 1 and bits[0] is not None:
+            out.append(slice(bits[0], bits[0] + 1 if bits[0] != -1 else None))
+        elif 1 <= len(bits) <= 3:
+            out.append(slice(*bits))
+        else:
+            raise typer.BadParameter(f"bad range {p!r}", param_hint="region")
+    return tuple(out) + tuple(slice(None) for _ in shape[len(out):])
+
+
+@app.command()
+def decompress(
+    source: Annotated[str, typer.Argument(help="A bigcomp store.")],
+    dest: Annotated[str, typer.Argument(
+        help="Output: .tif/.tiff (TIFF, BigTIFF when large) or .zarr (zarr v3, default codec).")],
+    region: Annotated[str | None, typer.Option(
+        help="Part to extract, numpy-style per axis, e.g. '0:10,:,100:200'.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace DEST.")] = False,
+    scheduler: Annotated[str, typer.Option(help="A local dask scheduler or tcp:// address."
+                                           )] = "threads",
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Decode a bigcomp store (or a region of it) to TIFF or zarr; only the chunks the region
+    overlaps are read."""
+    import os
+    import shutil
+
+    from rich.console import Console
+
+    from .errors import BigcompError
+    from .io import write_decoded
+    from .pipeline import open as open_store
+
+    console = Console(stderr=True)
+    if not dest.lower().endswith((".tif", ".tiff", ".zarr")):
+        _error(console, f"unknown output format {dest!r}: use .tif/.tiff or .zarr")
+        raise typer.Exit(1)
+    if os.path.exists(dest) and not overwrite:
+        _error(console, f"{dest} exists: pass --overwrite to replace it")
+        raise typer.Exit(1)
+    try:
+        arr = open_store(source)
+        arr = arr[_parse_region(region, arr.shape)]
+        if os.path.isdir(dest):
+            shutil.rmtree(dest)
+        write_decoded(arr, dest, scheduler=scheduler, progress=progress)
+    except (BigcompError, FileNotFoundError) as exc:
+        _error(console, exc)
+        raise typer.Exit(1) from None
+    typer.echo(f"{dest}: {dict(zip(arr.dims, arr.shape, strict=True))} {arr.dtype}")
+
+
+@app.command()
+def info(path: Annotated[str, typer.Argument(help="A bigcomp store.")]) -> None:
+    """Shape, chunks, parameters, error bound and compression ratio of a bigcomp store."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .errors import BigcompError
+    from .pipeline import open as open_store
+
+    console = Console()
+    try:
+        arr = open_store(path, allow_incomplete=True)
+    except (BigcompError, FileNotFoundError) as exc:
+        _error(Console(stderr=True), exc)
+        raise typer.Exit(1) from None
+    meta, job = arr.attrs["bigcomp"], arr.attrs["bigcomp"]["job"]
+    stored = arr.bigcomp.compressed_size()
+    cam = job.get("camera")
+    rows = [
+        ("name", str(meta.get("name"))),
+        ("shape", " x ".join(f"{d}={n}" for d, n in zip(arr.dims, arr.shape, strict=True))),
+        ("dtype", job["dtype"]), ("chunks", ",".join(map(str, job["chunks"]))),
+        ("mode", job["mode"] + (f" q={job['q']:g}σ" if job["mode"] == "wnl" else "")),
+        ("order / coder", f"{job['order']} / {job['coder']}"),
+        ("camera", f"gain {cam['gain']:.4g} ADU/e-, offset {cam['offset']:.4g} ADU, read noise "
+                   f"{cam['read_noise']:.4g} e- ({meta.get('camera_source')})" if cam else "-"),
+        ("error bound", f"{meta['error_bound']:.4f} σ"),
+        ("raw / stored", f"{arr.nbytes / 1e6:.2f} MB / {stored / 1e6:.2f} MB"),
+        ("ratio", f"{arr.nbytes / max(stored, 1):.2f}x"),
+        ("complete", "yes" if meta.get("complete") else "NO (interrupted: run compress again)"),
+        ("bigcomp", str(meta.get("version"))),
+    ]
+    table = Table(title=path, show_header=False)
+    for k, v in rows:
+        table.add_row(k, v)
+    console.print(table)
+
+
+@app.command("estimate-noise")
+def estimate_noise_cmd(
+    source: Annotated[str, typer.Argument(help="Input path (TIFF, HDF5, zarr, OME-Zarr).")],
+    dataset: Annotated[str | None, typer.Option(help="Dataset/array inside the file.")] = None,
+    sample_chunks: Annotated[int, typer.Option(help="Chunks sampled across the data.")] = 8,
+) -> None:
+    """Estimate the camera model (gain, offset, read noise) from the data by photon transfer."""
+    import warnings
+
+    from rich.console import Console
+
+    from .errors import BigcompError
+    from .pipeline import estimate_noise
+
+    console = Console(stderr=True)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cam = estimate_noise(source, dataset=dataset, sample_chunks=sample_chunks,
+                                 scheduler="threads")
+    except (BigcompError, FileNotFoundError) as exc:
+        _error(console, exc)
+        raise typer.Exit(1) from None
+    _warn_to_console(console, caught)
+    typer.echo(f"gain {cam.gain:.4g} ADU/e-, offset {cam.offset:.4g} ADU, read noise "
+               f"{cam.read_noise:.4g} e-")
+    typer.echo(f"use: --gain {cam.gain:.4g} --offset {cam.offset:.4g} "
+               f"--read-noise {cam.read_noise:.4g}")
+
+
+def _register_evaluate() -> None:
+    from .evaluate import evaluate_command  # light module: heavy imports live in the command
+
+    app.command("evaluate")(evaluate_command)
+
+
+_register_evaluate()

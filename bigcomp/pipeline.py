@@ -1,0 +1,471 @@
+"""Whole experiments out of core: source -> dask -> bigcomp zarr v3 / OME-Zarr store -> xarray.
+
+:func:`compress` reads any source lazily (:mod:`bigcomp.io`), rechunks it to the store's chunks
+and runs one task per chunk that encodes it and writes it atomically (:mod:`bigcomp.store`);
+memory is bounded by chunk size x workers. :func:`open` gives back a lazy ``xarray.DataArray``
+whose dask chunks are the store's chunks, so reading a region decodes only the chunks it
+overlaps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .errors import BigcompError, ParameterError, UnsupportedDataError
+from .noise import CameraModel
+from .store import DATA, IncompleteStoreError
+
+if TYPE_CHECKING:
+    import xarray
+
+__all__ = ["CompressResult", "compress", "default_chunks", "estimate_noise", "open"]
+
+_HOW_TO_PASS = ("pass the camera model instead: compress(..., camera=dict(gain=..., offset=..., "
+                "read_noise=...)) or, on the command line, --gain G --offset O --read-noise R")
+
+
+@dataclass(frozen=True)
+class CompressResult:
+    """What :func:`compress` did.
+
+    Attributes
+    ----------
+    path : str
+        The store.
+    chunks_written, chunks_skipped : int
+        Chunks encoded in this run, and chunks found already written and valid (resume).
+    raw_bytes, stored_bytes : int
+        Size of the array in memory and of its chunk files on disk.
+    camera : CameraModel or None
+    camera_source : str
+        ``"given"``, ``"store"`` (an earlier run of this job), ``"source"`` (the source's
+        bigcomp metadata), ``"estimated"`` or ``"none"`` (lossless).
+    error_bound : float
+        Largest error of any pixel in noise σ (0 when lossless).
+    seconds : float
+    """
+
+    path: str
+    chunks_written: int
+    chunks_skipped: int
+    raw_bytes: int
+    stored_bytes: int
+    camera: CameraModel | None
+    camera_source: str
+    error_bound: float
+    seconds: float
+
+    @property
+    def ratio(self) -> float:
+        """Compression ratio (raw / stored)."""
+        return self.raw_bytes / max(self.stored_bytes, 1)
+
+
+def default_chunks(shape: tuple[int, ...], chunks=None) -> tuple[int, ...]:
+    """Regular chunk shape: ``chunks`` (missing leading axes get 1, -1 = whole axis) or
+    ``(..., 1, 16, 256, 256)`` clipped to ``shape``.
+
+    Examples
+    --------
+    >>> default_chunks((3, 2, 100, 1000, 1000))
+    (1, 1, 16, 256, 256)
+    >>> default_chunks((3, 2, 100, 1000, 1000), "32,512,-1")
+    (1, 1, 32, 512, 1000)
+    """
+    ndim = len(shape)
+    if chunks is None:
+        chunks = (1,) * max(ndim - 3, 0) + (16, 256, 256)[-ndim:] if ndim else ()
+    elif isinstance(chunks, str):
+        try:
+            chunks = tuple(int(c) for c in chunks.split(","))
+        except ValueError:
+            raise ParameterError(f"chunks must be integers like '16,256,256', got {chunks!r}"
+                                 ) from None
+    elif isinstance(chunks, int):
+        chunks = (chunks,) * ndim
+    chunks = tuple(int(c) for c in chunks)
+    if len(chunks) > ndim or any(c == 0 or c < -1 for c in chunks):
+        raise ParameterError(f"chunks {chunks} do not fit an array of shape {shape}: give at "
+                             f"most {ndim} positive sizes (-1 = the whole axis)")
+    chunks = (1,) * (ndim - len(chunks)) + chunks
+    return tuple(s if c == -1 else max(1, min(c, s)) for c, s in zip(chunks, shape, strict=True))
+
+
+# ------------------------------------------------------------------------------ scheduling
+def local_cluster_kwargs(n_workers: int | None = None) -> dict:
+    """``distributed.LocalCluster`` arguments sized to this machine (1 thread per process)."""
+    import psutil
+
+    cores = os.cpu_count() or 1
+    mem = psutil.virtual_memory().total
+    n = n_workers or max(1, min(cores, int(mem // 2**30 // 2)))  # >= 2 GiB per worker
+    return {"n_workers": n, "threads_per_worker": 1, "processes": True,
+            "memory_limit": int(mem * 0.8 // n), "dashboard_address": ":0"}
+
+
+@contextlib.contextmanager
+def _scheduler(scheduler):
+    """Yield ``(client or None, dask.compute kwargs)`` for the requested scheduler."""
+    if scheduler is None:
+        from dask.base import get_scheduler
+
+        client = getattr(get_scheduler(), "__self__", None)
+        yield (client if hasattr(client, "submit") else None), {}
+    elif isinstance(scheduler, str) and "://" in scheduler:
+        from distributed import Client
+
+        with Client(scheduler) as client:
+            yield client, {}
+    elif scheduler in ("local", "cluster"):
+        from distributed import Client, LocalCluster
+
+        with LocalCluster(**local_cluster_kwargs()) as cluster, Client(cluster) as client:
+            yield client, {}
+    elif isinstance(scheduler, str):
+        if scheduler not in ("threads", "threading", "processes", "multiprocessing",
+                             "synchronous", "sync", "single-threaded"):
+            raise ParameterError(
+                f"unknown scheduler {scheduler!r}: use None (dask's default), 'threads', "
+                "'processes', 'synchronous', 'local' (a LocalCluster), 'tcp://host:port' or a "
+                "distributed.Client")
+        yield None, {"scheduler": scheduler}
+    elif hasattr(scheduler, "submit") and hasattr(scheduler, "gather"):
+        yield scheduler, {}
+    else:
+        raise ParameterError(f"scheduler must be None, a name, an address or a "
+                             f"distributed.Client, got {type(scheduler).__name__}")
+
+
+def _compute(tasks: list, client, kwargs: dict, progress, label: str) -> list:
+    """Compute delayed ``tasks``, advancing a rich progress bar as each finishes."""
+    import dask
+
+    bar = _progress_bar(progress, label, len(tasks))
+    with bar or contextlib.nullcontext():
+        advance = (lambda: bar.advance(bar.task_ids[0])) if bar else (lambda: None)
+        if client is not None:
+            from distributed import as_completed
+
+            futures = client.compute(tasks)
+            try:
+                for fut in as_completed(futures):
+                    fut.result()  # raises the task's error
+                    advance()
+                return client.gather(futures)
+            finally:
+                client.cancel(futures)
+        from dask.callbacks import Callback
+
+        names = {t.key for t in tasks}
+
+        class _Progress(Callback):
+            def _posttask(self, key, result, dsk, state, worker_id):
+                if key in names:
+                    advance()
+
+        with _Progress():
+            return list(dask.compute(*tasks, **kwargs))
+
+
+def _progress_bar(progress, label: str, total: int):
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if not progress or total == 0:
+        return None
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    bar = Progress("[progress.description]{task.description}", BarColumn(),
+                   MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                   console=Console(stderr=True))
+    bar.add_task(label, total=total)
+    return bar
+
+
+# ------------------------------------------------------------------------------ camera
+def _sample_blocks(x, n: int) -> list:
+    grid = x.numblocks
+    flat = np.unique(np.linspace(0, int(np.prod(grid)) - 1, n).round().astype(int))
+    return [x.blocks[np.unravel_index(i, grid)] for i in flat]
+
+
+def estimate_noise(source, *, sample_chunks: int = 8, chunks=None, gain: float | None = None,
+                   offset: float | None = None, read_noise: float | None = None,
+                   dataset: str | None = None, scheduler=None) -> CameraModel:
+    """Estimate the camera model of a (large) source from a sample of its chunks.
+
+    Parameters
+    ----------
+    source : array or path
+        Anything :func:`compress` reads.
+    sample_chunks : int
+        Number of chunks, spread evenly over the array, computed with dask and pooled.
+    chunks
+        Chunk shape of the sample (default: :func:`default_chunks`).
+    gain, offset, read_noise : float, optional
+        Known parameters, kept fixed.
+    dataset, scheduler
+        As in :func:`compress`.
+
+    Returns
+    -------
+    CameraModel
+
+    Warns
+    -----
+    PoorFitWarning
+        The photon-transfer fit is poor; the message says how to pass the parameters.
+    """
+    from .io import open_source
+
+    src = open_source(source, dataset=dataset)
+    if len(src.shape) < 2:
+        raise UnsupportedDataError("noise estimation needs images (at least 2 axes)")
+    with _scheduler(scheduler) as (client, kwargs):
+        return _estimate(src.to_dask(default_chunks(src.shape, chunks)), sample_chunks,
+                         client, kwargs, {"gain": gain, "offset": offset,
+                                          "read_noise": read_noise})
+
+
+def _estimate(x, sample_chunks: int, client, kwargs: dict, fixed: dict) -> CameraModel:
+    import dask
+
+    from .estimate import PoorFitWarning, estimate_camera
+
+    blocks = _sample_blocks(x, sample_chunks)
+    arrays = client.compute(blocks, sync=True) if client is not None else dask.compute(
+        *blocks, **kwargs)
+    ny = min(a.shape[-2] for a in arrays)
+    nx = min(a.shape[-1] for a in arrays)
+    stack = np.concatenate([np.asarray(a)[..., :ny, :nx].reshape(-1, ny, nx) for a in arrays])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PoorFitWarning)
+        camera = estimate_camera(stack, **fixed)
+    for w in caught:
+        if issubclass(w.category, PoorFitWarning):
+            warnings.warn(f"{w.message}. For a whole experiment, {_HOW_TO_PASS}.",
+                          PoorFitWarning, stacklevel=3)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return camera
+
+
+def _as_camera(camera) -> CameraModel:
+    if isinstance(camera, CameraModel):
+        return camera
+    if isinstance(camera, dict):
+        unknown = set(camera) - {"gain", "offset", "read_noise"}
+        if unknown:
+            raise ParameterError(f"unknown camera parameters {sorted(unknown)}: use gain, "
+                                 "offset and read_noise")
+        return CameraModel(**camera)
+    raise ParameterError(f"camera must be a CameraModel or a dict, got {type(camera).__name__}")
+
+
+# ------------------------------------------------------------------------------ compress
+def compress(source, dest: str | os.PathLike, *, mode: str = "wnl", q: float = 1.0,
+             camera: CameraModel | dict | None = None, chunks=None, coder: str = "max",
+             order: str = "qp", dims=None, dataset: str | None = None, scheduler=None,
+             overwrite: bool = False, progress: bool | None = None) -> CompressResult:
+    """Compress a whole array (in memory, dask, xarray or a file) into a bigcomp store.
+
+    Parameters
+    ----------
+    source : array_like, dask.array.Array, xarray.DataArray, str or os.PathLike
+        The data, or a TIFF, HDF5 (``"file.h5:/dataset"``), zarr v2/v3 or OME-Zarr path
+        (the first multiscale level); read lazily, chunk by chunk.
+    dest : str or os.PathLike
+        Directory of the zarr v3 store to write.
+    mode : {"wnl", "lossless"}
+        Within noise level (step ``q`` in noise σ) or lossless.
+    q : float
+        Quantisation step in noise σ (``mode="wnl"``); every pixel comes back within q/2 σ.
+    camera : CameraModel or dict, optional
+        Gain (ADU/e⁻), offset (ADU), read noise (e⁻). Default: from an earlier run of this job
+        in ``dest``, from the source's bigcomp metadata, or estimated from a sample of chunks.
+    chunks : tuple of int or str, optional
+        Chunk shape of the store (see :func:`default_chunks`).
+    coder : {"max", "fast"}
+    order : {"qp", "pq"}
+    dims : sequence of str, optional
+        Axis names (default: the source's, or :func:`bigcomp.io.default_dims`).
+    dataset : str, optional
+        Dataset in an HDF5 file or array in a zarr group.
+    scheduler : None, str or distributed.Client
+        None: dask's current scheduler; ``"threads"``, ``"processes"``, ``"synchronous"``;
+        ``"local"``: a ``distributed.LocalCluster`` sized to the machine;
+        ``"tcp://host:port"`` or a ``Client``: an existing cluster.
+    overwrite : bool
+        Replace ``dest`` if it exists. Without it, an existing store of the *same* job is
+        resumed (chunks already written and valid are kept), anything else is an error.
+    progress : bool, optional
+        Show a progress bar (default: when stderr is a terminal).
+
+    Returns
+    -------
+    CompressResult
+
+    Raises
+    ------
+    StoreExistsError
+        ``dest`` exists and holds something else (pass ``overwrite=True``).
+    ParameterError, UnsupportedDataError, FileNotFoundError
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> data = np.random.default_rng(0).poisson(20, (4, 64, 64)).astype("uint16")
+    >>> out = os.path.join(tempfile.mkdtemp(), "a.zarr")
+    >>> res = compress(data, out, q=1.0, camera=dict(gain=1.0, offset=0.0, read_noise=0.0),
+    ...                chunks=(2, 64, 64), progress=False, scheduler="synchronous")
+    >>> res.chunks_written, open(out).shape
+    (2, (4, 64, 64))
+    """
+    from . import __version__, zarr3
+    from .chunk import SUPPORTED_DTYPES, error_bound, validate_parameters
+    from .io import open_source
+    from .store import ChunkWriter, create_store, finalize, ome_metadata, prepare, read_metadata
+
+    t0 = time.perf_counter()
+    dest = os.fspath(dest)
+    if mode not in ("wnl", "lossless"):
+        raise ParameterError(f"mode must be 'wnl' or 'lossless', got {mode!r}")
+    src = open_source(source, dataset=dataset, dims=dims)
+    if src.dtype not in SUPPORTED_DTYPES or (mode == "lossless" and src.dtype.kind == "f"):
+        raise UnsupportedDataError(
+            f"bigcomp stores uint8/uint16 (lossless or wnl) and float32 (wnl) data, not "
+            f"{src.dtype} in {mode} mode: convert first, e.g. x.astype('uint16')")
+    if mode == "lossless":
+        q = 0.0
+    elif not (isinstance(q, (int, float)) and q > 0):
+        raise ParameterError(f"mode='wnl' needs q > 0 (step in noise σ), got {q!r}; "
+                             "use mode='lossless' for exact compression")
+    chunk_shape = default_chunks(src.shape, chunks)
+    old = None if overwrite else read_metadata(dest)
+    given = _as_camera(camera) if camera is not None else None
+    validate_parameters(float(q), given or (CameraModel() if q else None), order, coder)
+
+    with _scheduler(scheduler) as (client, kwargs):
+        x = src.to_dask(chunk_shape)
+        cam, cam_source = given, "given"
+        if q == 0:
+            cam, cam_source = None, "none"
+        elif cam is None and old and old.get("job", {}).get("camera"):
+            cam, cam_source = CameraModel(**old["job"]["camera"]), "store"
+        elif cam is None and isinstance(src.attrs.get("bigcomp"), dict) and src.attrs[
+                "bigcomp"].get("job", {}).get("camera"):
+            cam, cam_source = CameraModel(**src.attrs["bigcomp"]["job"]["camera"]), "source"
+        elif cam is None:
+            cam, cam_source = _estimate(x, 8, client, kwargs, {}), "estimated"
+        job = {"shape": list(src.shape), "dtype": src.dtype.name, "chunks": list(chunk_shape),
+               "dims": list(src.dims), "mode": mode, "q": float(q), "order": order,
+               "coder": coder, "camera": cam.to_dict() if cam else None}
+        state = prepare(dest, job, overwrite=overwrite)
+        serializer = (zarr3.WNL(q=float(q), order=order, coder=coder, **cam.to_dict()) if q
+                      else zarr3.Lossless(coder=coder))
+        bound = error_bound(float(q), cam, src.dtype, order) if q else 0.0
+        meta = {"layout": 1, "version": __version__, "array": DATA, "name": src.name,
+                "job": job, "camera_source": cam_source, "error_bound": float(bound),
+                "codec": serializer.to_dict(), "source": {"kind": src.kind, "path": src.path},
+                "complete": False}
+        if state == "new":
+            create_store(dest, shape=src.shape, dtype=src.dtype, chunks=chunk_shape,
+                         dims=src.dims, serializer=serializer, coords=src.coords,
+                         attrs=src.attrs, meta=meta, ome=ome_metadata(src.dims, src.coords,
+                                                                      src.name))
+        writer = ChunkWriter(os.path.join(os.path.abspath(dest), DATA), tuple(src.shape),
+                             chunk_shape, src.dtype.name, float(q),
+                             cam.to_dict() if cam else None, order, coder)
+        done = (writer.scan() if state == "resume" else  # "done": trust the complete flag
+                set(np.ndindex(*x.numblocks)) if state == "done" else set())
+        todo = [i for i in np.ndindex(*x.numblocks) if i not in done]
+        if todo:
+            _write(x, todo, writer, client, kwargs, progress)
+        if state != "done":
+            finalize(dest, read_metadata(dest) or meta)
+    raw = int(np.prod(src.shape)) * src.dtype.itemsize
+    return CompressResult(dest, len(todo), len(done), raw, writer.stored_bytes(), cam,
+                          cam_source, float(bound), time.perf_counter() - t0)
+
+
+def _write(x, todo: list, writer, client, kwargs: dict, progress) -> None:
+    from dask import delayed
+    from dask.base import tokenize
+
+    blocks = x.to_delayed()
+    token = tokenize(x.name, writer)
+    tasks = [delayed(writer, pure=True)(blocks[i], i, dask_key_name=f"bigcomp-write-{token}-"
+                                        + "-".join(map(str, i))) for i in todo]
+    _compute(tasks, client, kwargs, progress, f"compressing {len(todo)} chunks")
+
+
+# ------------------------------------------------------------------------------ open
+def open(path: str | os.PathLike, *, chunks=None, allow_incomplete: bool = False
+         ) -> xarray.DataArray:
+    """Open a bigcomp store as a lazy, dask-backed ``xarray.DataArray``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A store written by :func:`compress`.
+    chunks : int or tuple of int, optional
+        Dask chunks as multiples of the store's chunks (default 1: one dask chunk per zarr
+        chunk, so a region read decodes only the chunks it overlaps).
+    allow_incomplete : bool
+        Open a store an interrupted run left incomplete (missing chunks read as 0).
+
+    Returns
+    -------
+    xarray.DataArray
+        With the source's dims, coords and attrs; ``attrs["bigcomp"]`` is the store's metadata.
+
+    Raises
+    ------
+    FileNotFoundError, BigcompError
+        Not a bigcomp store; IncompleteStoreError when incomplete.
+    """
+    import xarray as xr
+
+    from .store import read_metadata
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such bigcomp store: {path!r}")
+    meta = read_metadata(path)
+    if meta is None:
+        raise BigcompError(f"{path} is not a bigcomp store (no 'bigcomp' block in zarr.json); "
+                           "read other zarr stores with zarr.open or xarray.open_zarr")
+    if not meta.get("complete") and not allow_incomplete:
+        raise IncompleteStoreError(
+            f"{path} is incomplete: a compress run was interrupted. Run the same compress "
+            "again to resume it, or pass allow_incomplete=True to read what is there")
+    job = meta["job"]
+    ndim = len(job["dims"])
+    mult = (1,) * ndim if chunks is None else (chunks,) * ndim if isinstance(chunks, int) else (
+        (1,) * (ndim - len(chunks)) + tuple(chunks))
+    if len(mult) != ndim or min(mult, default=1) < 1:
+        raise ParameterError(f"chunks must be positive multiples of the store's chunks "
+                             f"{tuple(job['chunks'])}, got {chunks!r}")
+    dask_chunks = {d: c * m for d, c, m in zip(job["dims"], job["chunks"], mult, strict=True)}
+    ds = xr.open_zarr(path, consolidated=bool(meta.get("complete")), zarr_format=3, chunks=dask_chunks,
+                      mask_and_scale=False)
+    arr = ds[meta.get("array", DATA)]
+    arr = arr.rename(meta.get("name") or None)
+    arr.attrs["bigcomp"] = meta
+    arr.encoding["bigcomp_store"] = os.path.abspath(path)
+    return arr
+
