@@ -128,6 +128,13 @@ def compress(
     dest: Annotated[str, typer.Argument(help="Output zarr v3 / OME-Zarr store (directory).")],
     q: Annotated[float, typer.Option(help="Quantisation step in noise σ (error ≤ q/2 σ).")] = 1.0,
     lossless: Annotated[bool, typer.Option("--lossless", help="Compress exactly (no q).")] = False,
+    temporal: Annotated[bool, typer.Option(
+        "--temporal", help="Temporal model: deviations from each pixel's median over time "
+        "(axis 't' or the first), strong signals kept exactly.")] = False,
+    threshold: Annotated[float, typer.Option(
+        help="--temporal: |deviation| above this many σ is kept exactly.")] = 4.0,
+    noise: Annotated[str, typer.Option(
+        help="--temporal: per-pixel noise from 'mad', 'camera' or 'max' of both.")] = "max",
     gain: Annotated[float | None, typer.Option(help="Camera gain, ADU per electron.")] = None,
     offset: Annotated[float | None, typer.Option(help="Camera offset (dark level), ADU.")] = None,
     read_noise: Annotated[float | None, typer.Option(help="Camera read noise, electrons.")] = None,
@@ -164,7 +171,11 @@ def compress(
     from .pipeline import estimate_noise
 
     console = Console(stderr=True)
-    mode = "lossless" if lossless else "wnl"
+    if lossless and temporal:
+        _error(console, "choose one of --lossless and --temporal")
+        raise typer.Exit(2)
+    mode = "lossless" if lossless else "temporal" if temporal else "wnl"
+    options = {"threshold": threshold, "noise": noise} if temporal else {}
     fixed = {"gain": gain, "offset": offset, "read_noise": read_noise}
     caught: list = []
     try:
@@ -174,11 +185,12 @@ def compress(
             camera = None
             if not lossless and all(v is not None for v in fixed.values()):
                 camera = fixed
-            elif not lossless and any(v is not None for v in fixed.values()):
+            elif not lossless and not temporal and any(v is not None for v in fixed.values()):
                 camera = estimate_noise(source, dataset=dataset, scheduler=sched, **fixed)
             result = run_compress(source, dest, mode=mode, q=q, camera=camera, chunks=chunks,
                                   coder=coder, order=order, dims=dims, dataset=dataset,
-                                  scheduler=sched, overwrite=overwrite, progress=progress)
+                                  scheduler=sched, overwrite=overwrite, progress=progress,
+                                  **options)
         _warn_to_console(console, caught)
     except (BigcompError, FileNotFoundError, ImportError) as exc:
         _warn_to_console(console, caught)

@@ -280,7 +280,8 @@ def _as_camera(camera) -> CameraModel:
 def compress(source, dest: str | os.PathLike, *, mode: str = "wnl", q: float = 1.0,
              camera: CameraModel | dict | None = None, chunks=None, coder: str = "max",
              order: str = "qp", dims=None, dataset: str | None = None, scheduler=None,
-             overwrite: bool = False, progress: bool | None = None) -> CompressResult:
+             overwrite: bool = False, progress: bool | None = None,
+             **mode_options) -> CompressResult:
     """Compress a whole array (in memory, dask, xarray or a file) into a bigcomp store.
 
     Parameters
@@ -290,8 +291,11 @@ def compress(source, dest: str | os.PathLike, *, mode: str = "wnl", q: float = 1
         (the first multiscale level); read lazily, chunk by chunk.
     dest : str or os.PathLike
         Directory of the zarr v3 store to write.
-    mode : {"wnl", "lossless"}
-        Within noise level (step ``q`` in noise σ) or lossless.
+    mode : {"wnl", "lossless", "temporal"}
+        Within noise level (step ``q`` in noise σ), lossless, or the temporal model
+        (deviations from each pixel's median over time, outliers exact; see
+        :func:`bigcomp.temporal.compress_temporal`, whose options ``time_axis``, ``threshold``,
+        ``noise``, ``window`` and ``noise_floor`` are accepted as keywords).
     q : float
         Quantisation step in noise σ (``mode="wnl"``); every pixel comes back within q/2 σ.
     camera : CameraModel or dict, optional
@@ -342,8 +346,14 @@ def compress(source, dest: str | os.PathLike, *, mode: str = "wnl", q: float = 1
 
     t0 = time.perf_counter()
     dest = os.fspath(dest)
-    if mode not in ("wnl", "lossless"):
-        raise ParameterError(f"mode must be 'wnl' or 'lossless', got {mode!r}")
+    if mode == "temporal":
+        return _compress_temporal(source, dest, q=q, camera=camera, chunks=chunks, dims=dims,
+                                  dataset=dataset, scheduler=scheduler, overwrite=overwrite,
+                                  t0=t0, **mode_options)
+    if mode_options:
+        raise ParameterError(f"unknown options for mode={mode!r}: {sorted(mode_options)}")
+    if mode not in ("wnl", "lossless", "temporal"):
+        raise ParameterError(f"mode must be 'wnl', 'lossless' or 'temporal', got {mode!r}")
     src = open_source(source, dataset=dataset, dims=dims)
     if src.dtype not in SUPPORTED_DTYPES or (mode == "lossless" and src.dtype.kind == "f"):
         raise UnsupportedDataError(
@@ -414,6 +424,26 @@ def _write(x, todo: list, writer, client, kwargs: dict, progress) -> None:
 
 
 # ------------------------------------------------------------------------------ open
+def _compress_temporal(source, dest: str, *, q, camera, chunks, dims, dataset, scheduler,
+                       overwrite, t0, **options) -> CompressResult:
+    """``compress(..., mode="temporal")``: read the source lazily, then the temporal model."""
+    from .io import open_source
+    from .temporal import compress_temporal, temporal_info
+
+    src = open_source(source, dataset=dataset, dims=dims)
+    data = src.to_xarray(chunks=chunks)
+    if "time_axis" not in options:
+        options["time_axis"] = "t" if "t" in src.dims else 0
+    cam = _as_camera(camera) if camera is not None else None
+    with _scheduler(scheduler) as (client, kwargs):
+        path = compress_temporal(data, dest, q=q, camera=cam, overwrite=overwrite,
+                                 scheduler=client or kwargs.get("scheduler"), **options)
+    info = temporal_info(path)
+    return CompressResult(path, 0, 0, int(info["raw_nbytes"]), int(info["stored_nbytes"]), cam,
+                          "given" if cam else "none", float(info["max_error_sigma"]),
+                          time.perf_counter() - t0)
+
+
 def open(path: str | os.PathLike, *, chunks=None, allow_incomplete: bool = False
          ) -> xarray.DataArray:
     """Open a bigcomp store as a lazy, dask-backed ``xarray.DataArray``.
@@ -449,6 +479,8 @@ def open(path: str | os.PathLike, *, chunks=None, allow_incomplete: bool = False
     if meta is None:
         raise BigcompError(f"{path} is not a bigcomp store (no 'bigcomp' block in zarr.json); "
                            "read other zarr stores with zarr.open or xarray.open_zarr")
+    if meta.get("mode") == "temporal":
+        return _open_temporal(path, meta, allow_incomplete)
     if not meta.get("complete") and not allow_incomplete:
         raise IncompleteStoreError(
             f"{path} is incomplete: a compress run was interrupted. Run the same compress "
@@ -469,3 +501,14 @@ def open(path: str | os.PathLike, *, chunks=None, allow_incomplete: bool = False
     arr.encoding["bigcomp_store"] = os.path.abspath(path)
     return arr
 
+
+def _open_temporal(path: str, meta: dict, allow_incomplete: bool) -> xarray.DataArray:
+    import xarray as xr
+
+    from .temporal import open_temporal
+
+    data = open_temporal(path, allow_incomplete=allow_incomplete)
+    dims = meta.get("dims") or [f"dim_{i}" for i in range(data.ndim)]
+    arr = xr.DataArray(data, dims=list(dims), attrs={"bigcomp": meta})
+    arr.encoding["bigcomp_store"] = os.path.abspath(path)
+    return arr
