@@ -16,6 +16,7 @@ import numpy as np
 from numba import prange
 
 from ._numba import pjit
+from ._predict import _reach
 
 __all__ = ["FRACTION_BITS", "dpcm_decode", "dpcm_encode"]
 
@@ -50,15 +51,7 @@ def _make(encode):
                 coefs = inter_c if has_prev else intra_c
                 shift = inter_s if has_prev else intra_s
                 rnd = np.int64(1) << (shift - 1) if shift > 0 else np.int64(0)
-                dymin = 0
-                dymax = 0
-                dxmin = 0
-                dxmax = 0
-                for t in range(taps.shape[0]):
-                    dymin = min(dymin, taps[t, 1])
-                    dymax = max(dymax, taps[t, 1])
-                    dxmin = min(dxmin, taps[t, 2])
-                    dxmax = max(dxmax, taps[t, 2])
+                dymin, dymax, dxmin, dxmax = _reach(taps)
                 for y in range(n_rows):
                     row_inner = y + dymin >= 0 and y + dymax < n_rows
                     for x in range(n_cols):
