@@ -10,6 +10,7 @@ the cheapest wins; its coefficients travel in the chunk header.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,16 +60,33 @@ SAMPLE = 1 << 13  # pixels scored per candidate
 FIT_SAMPLE = 1 << 14  # pixels the least-squares fits use
 
 
+@jit
+def _entropy_kernel(residuals):
+    counts = np.zeros(1024, np.int64)
+    extra = 0.0
+    for r in residuals:
+        if r >= 1023:
+            counts[1023] += 1
+            extra += 2.0 * math.log2(r + 1.0)
+        else:
+            counts[r] += 1
+    n = residuals.size
+    bits = 0.0
+    for c in counts:
+        if c:
+            bits -= c * math.log2(c / n)
+    return bits + extra
+
+
 def _entropy_bits(residuals: np.ndarray) -> float:
-    """Order-0 entropy (bits) of zig-zagged residuals, large values costed by their length."""
+    """Order-0 entropy (bits) of zig-zagged residuals, large values costed by their length.
+
+    Scalar loops with libm's log2, not numpy's SIMD (whose last bits depend on alignment):
+    candidates that tie to the last bit must be ranked the same in every run.
+    """
     if residuals.size == 0:
         return 0.0
-    clipped = np.minimum(residuals, 1023)
-    counts = np.bincount(clipped)
-    counts = counts[counts > 0]
-    bits = -(counts * np.log2(counts / residuals.size)).sum()
-    big = residuals[residuals >= 1023]
-    return float(bits + 2 * np.log2(big.astype(np.float64) + 1).sum())
+    return float(_entropy_kernel(np.ascontiguousarray(residuals, dtype=np.uint64)))
 
 
 def _positions(shape: tuple[int, int, int], nz: int, inter: bool, n: int, margin: int):
@@ -120,20 +138,76 @@ def _residual_bits(values: np.ndarray, target: np.ndarray, taps: Taps, lo: int, 
     return _entropy_bits(((r << 1) ^ (r >> 63)).astype(np.uint64))
 
 
+@jit
+def _normal_equations(a, b, gram, rhs):
+    """``gram = aᵀa``, ``rhs = aᵀb`` in a fixed summation order (bitwise reproducible)."""
+    n, m = a.shape
+    for i in range(m):
+        for j in range(i, m):
+            acc = 0.0
+            for r in range(n):
+                acc += a[r, i] * a[r, j]
+            gram[i, j] = acc
+            gram[j, i] = acc
+        acc = 0.0
+        for r in range(n):
+            acc += a[r, i] * b[r]
+        rhs[i] = acc
+
+
+@jit
+def _solve(gram, rhs):
+    """Gaussian elimination with partial pivoting, in place; False if singular."""
+    m = rhs.size
+    for c in range(m):
+        p = c
+        for r in range(c + 1, m):
+            if abs(gram[r, c]) > abs(gram[p, c]):
+                p = r
+        if gram[p, c] == 0.0:
+            return False
+        if p != c:
+            for j in range(m):
+                gram[c, j], gram[p, j] = gram[p, j], gram[c, j]
+            rhs[c], rhs[p] = rhs[p], rhs[c]
+        for r in range(c + 1, m):
+            f = gram[r, c] / gram[c, c]
+            for j in range(c, m):
+                gram[r, j] -= f * gram[c, j]
+            rhs[r] -= f * rhs[c]
+    for c in range(m - 1, -1, -1):
+        acc = rhs[c]
+        for j in range(c + 1, m):
+            acc -= gram[c, j] * rhs[j]
+        rhs[c] = acc / gram[c, c]
+    return True
+
+
 def _fit(values: np.ndarray, target: np.ndarray, offsets: tuple) -> Taps | None:
-    """Least-squares coefficients (fixed point) predicting ``target`` from ``values``."""
-    if target.size < 4 * len(offsets):
+    """Least-squares coefficients (fixed point) predicting ``target`` from ``values``.
+
+    The CPU and GPU encoders (and any two runs) must choose the same coefficients to write the
+    same bytes, so nothing here may depend on BLAS threads or memory alignment: the normal
+    equations come from BLAS only when every partial sum is an exactly representable integer
+    (then any summation order gives the same result), otherwise from a fixed-order loop; the
+    solve is always a fixed-order elimination.
+    """
+    m = len(offsets)
+    if target.size < 4 * m:
         return None
-    a = values
-    # normal equations with a tiny ridge: much faster than an SVD here, and well posed
-    gram = a.T @ a
-    rhs = a.T @ target
-    gram[np.diag_indices_from(gram)] += 1e-6 * max(float(np.trace(gram)) / len(offsets), 1.0)
-    try:
-        coefs = np.linalg.solve(gram, rhs)
-    except np.linalg.LinAlgError:
-        return None
-    if not np.all(np.isfinite(coefs)) or np.abs(coefs).max() > 64:
+    a = np.ascontiguousarray(values)
+    b = np.ascontiguousarray(target)
+    big = max(float(np.abs(a).max(initial=0)), float(np.abs(b).max(initial=0)))
+    if big <= 2.0**17 and a.shape[0] <= 2**18:  # products < 2**34, sums < 2**52: exact
+        gram = a.T @ a
+        coefs = a.T @ b
+    else:
+        gram = np.empty((m, m), np.float64)
+        coefs = np.empty(m, np.float64)
+        _normal_equations(a, b, gram, coefs)
+    # a tiny ridge keeps flat or constant data well posed
+    gram[np.diag_indices_from(gram)] += 1e-6 * max(float(np.trace(gram)) / m, 1.0)
+    if not _solve(gram, coefs) or not np.all(np.isfinite(coefs)) or np.abs(coefs).max() > 64:
         return None
     ints = np.rint(coefs * (1 << SHIFT)).astype(np.int64)
     return Taps(tuple(offsets), tuple(int(c) for c in ints), SHIFT)
