@@ -291,11 +291,13 @@ def compress(source, dest: str | os.PathLike, *, mode: str = "wnl", q: float = 1
         (the first multiscale level); read lazily, chunk by chunk.
     dest : str or os.PathLike
         Directory of the zarr v3 store to write.
-    mode : {"wnl", "lossless", "temporal"}
+    mode : {"wnl", "lossless", "temporal", "inr"}
         Within noise level (step ``q`` in noise σ), lossless, or the temporal model
         (deviations from each pixel's median over time, outliers exact; see
         :func:`bigcomp.temporal.compress_temporal`, whose options ``time_axis``, ``threshold``,
-        ``noise``, ``window`` and ``noise_floor`` are accepted as keywords).
+        ``noise``, ``window`` and ``noise_floor`` are accepted as keywords), or implicit
+        neural compression for extreme ratios (not noise-exact; needs ``bigcomp[inr]``; the
+        options of :func:`bigcomp.inr.compress_inr` such as ``target_ratio`` are accepted).
     q : float
         Quantisation step in noise σ (``mode="wnl"``); every pixel comes back within q/2 σ.
     camera : CameraModel or dict, optional
@@ -346,6 +348,9 @@ def compress(source, dest: str | os.PathLike, *, mode: str = "wnl", q: float = 1
 
     t0 = time.perf_counter()
     dest = os.fspath(dest)
+    if mode == "inr":
+        return _compress_inr(source, dest, camera=camera, chunks=chunks, dims=dims,
+                             dataset=dataset, overwrite=overwrite, t0=t0, **mode_options)
     if mode == "temporal":
         return _compress_temporal(source, dest, q=q, camera=camera, chunks=chunks, dims=dims,
                                   dataset=dataset, scheduler=scheduler, overwrite=overwrite,
@@ -424,6 +429,21 @@ def _write(x, todo: list, writer, client, kwargs: dict, progress) -> None:
 
 
 # ------------------------------------------------------------------------------ open
+def _compress_inr(source, dest: str, *, camera, chunks, dims, dataset, overwrite, t0,
+                  **options) -> CompressResult:
+    """``compress(..., mode="inr")``: read the source, then fit the per-tile networks."""
+    from .inr import compress_inr, inr_info
+    from .io import open_source
+
+    src = open_source(source, dataset=dataset, dims=dims)
+    data = src.to_dask(chunks=chunks)
+    cam = _as_camera(camera) if camera is not None else None
+    path = compress_inr(data, dest, camera=cam, overwrite=overwrite, **options)
+    info = inr_info(path)
+    return CompressResult(path, 0, 0, int(info["raw_bytes"]), int(info["stored_bytes"]), cam,
+                          "given" if cam else "none", float("nan"), time.perf_counter() - t0)
+
+
 def _compress_temporal(source, dest: str, *, q, camera, chunks, dims, dataset, scheduler,
                        overwrite, t0, **options) -> CompressResult:
     """``compress(..., mode="temporal")``: read the source lazily, then the temporal model."""
@@ -481,6 +501,8 @@ def open(path: str | os.PathLike, *, chunks=None, allow_incomplete: bool = False
                            "read other zarr stores with zarr.open or xarray.open_zarr")
     if meta.get("mode") == "temporal":
         return _open_temporal(path, meta, allow_incomplete)
+    if meta.get("mode") == "inr":
+        return _open_inr(path, meta)
     if not meta.get("complete") and not allow_incomplete:
         raise IncompleteStoreError(
             f"{path} is incomplete: a compress run was interrupted. Run the same compress "
@@ -508,6 +530,18 @@ def _open_temporal(path: str, meta: dict, allow_incomplete: bool) -> xarray.Data
     from .temporal import open_temporal
 
     data = open_temporal(path, allow_incomplete=allow_incomplete)
+    dims = meta.get("dims") or [f"dim_{i}" for i in range(data.ndim)]
+    arr = xr.DataArray(data, dims=list(dims), attrs={"bigcomp": meta})
+    arr.encoding["bigcomp_store"] = os.path.abspath(path)
+    return arr
+
+
+def _open_inr(path: str, meta: dict) -> xarray.DataArray:
+    import xarray as xr
+
+    from .inr import open_inr
+
+    data = open_inr(path)
     dims = meta.get("dims") or [f"dim_{i}" for i in range(data.ndim)]
     arr = xr.DataArray(data, dims=list(dims), attrs={"bigcomp": meta})
     arr.encoding["bigcomp_store"] = os.path.abspath(path)

@@ -49,3 +49,20 @@ def test_cli_temporal(tmp_path):
     ])
     assert result.exit_code == 0, result.output
     assert bigcomp.open(tmp_path / "out.zarr").shape == syn.data.shape
+
+
+def test_compress_open_inr(tmp_path):
+    import pytest
+
+    pytest.importorskip("torch")
+    from bigcomp.datasets import light_sheet
+
+    syn = light_sheet((8, 32, 32), seed=5)
+    res = bigcomp.compress(syn.data, tmp_path / "i.zarr", mode="inr", camera={
+        "gain": syn.gain, "offset": syn.offset, "read_noise": syn.read_noise},
+        tile=(8, 16, 16), steps=20, width=8, progress=False)
+    assert res.ratio > 1
+    arr = bigcomp.open(res.path)
+    assert arr.attrs["bigcomp"]["mode"] == "inr"
+    assert arr.shape == syn.data.shape
+    np.testing.assert_array_equal(arr[:, 16:, :16].values, arr.values[:, 16:, :16])

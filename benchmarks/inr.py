@@ -1,0 +1,254 @@
+"""INR mode against JPEG, JPEG-XL, H.265 (x265) and SZ3 at matched compression ratios.
+
+Usage::
+
+    python benchmarks/inr.py [--device cpu|cuda] [--steps N] [--ratios 100 500 2000]
+                             [--data ../shared/data] [--out docs/inr.md] [--full]
+
+For each dataset (synthetic light-sheet stack, synthetic 2D+t series, real brain3d ch0 and the
+real membrane timelapse, cropped unless ``--full``) it compresses with
+:func:`bigcomp.inr.compress_inr` at each target ratio and records the true ratio (raw bytes /
+every stored byte, :func:`bigcomp.inr.inr_info`), PSNR (range = max − min of the input) and
+SSIM (mean over 2-D planes), training seconds and decode throughput. Each peer is run over a
+sweep of its quality setting; its PSNR/SSIM at the INR's ratio are interpolated linearly in
+log(ratio) between the two nearest sweep points ("n/a" when its sweep does not reach that
+ratio). Peers: JPEG (8-bit, planes scaled by the global range), JPEG-XL lossy (16-bit planes,
+``distance``), H.265 (libx265 through ffmpeg, gray12le, planes as frames, ``crf``; skipped if
+ffmpeg/libx265 is missing), SZ3 (pysz, relative error bound). Results go to stdout and, with
+``--out``, replace the block between the markers in that markdown file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+from bigcomp import datasets
+from bigcomp.inr import compress_inr, inr_info, open_inr
+from bigcomp.metrics import psnr, ssim
+from bigcomp.noise import CameraModel
+
+BEGIN, END = "<!-- inr-benchmark:begin -->", "<!-- inr-benchmark:end -->"
+
+
+# ------------------------------------------------------------------------------ data
+def load(root: str, full: bool):
+    out = []
+    s = datasets.light_sheet((32, 256, 256) if not full else (64, 512, 512), seed=0)
+    out.append(("synthetic light-sheet 3D", s.data, CameraModel(s.gain, s.offset,
+                                                                  s.read_noise)))
+    t = datasets.timelapse_5d((32, 1, 1, 256, 256) if not full else (64, 1, 1, 512, 512),
+                              seed=0)
+    out.append(("synthetic 2D+t", t.data[:, 0, 0], CameraModel(t.gain, t.offset,
+                                                                 t.read_noise)))
+    try:
+        import tifffile
+    except ImportError:
+        print("tifffile missing: real data skipped")
+        return out
+    files = sorted(glob.glob(os.path.join(root, "brain3d", "ch0", "*.tif*")))
+    if files:
+        b = np.stack([tifffile.imread(f) for f in files]).astype(np.uint16)
+        out.append(("brain3d ch0" + ("" if full else " (crop 30×256×384)"),
+                    b if full else np.ascontiguousarray(b[:, 128:384, 128:512]), None))
+    else:
+        print(f"brain3d not found under {root}: skipped")
+    path = os.path.join(root, "timelapse_membrane", "membrane_2d_timelapse.tif")
+    if os.path.exists(path):
+        out.append(("membrane timelapse 2D+t", tifffile.imread(path).astype(np.uint16), None))
+    else:
+        print(f"timelapse_membrane not found under {root}: skipped")
+    return out
+
+
+def metrics(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    rng = float(a.max()) - float(a.min())
+    return psnr(a, b, data_range=rng), ssim(a, b, data_range=rng)
+
+
+# ------------------------------------------------------------------------------ peers
+def _scaled(a, bits):
+    lo, hi = float(a.min()), float(a.max())
+    top = 2**bits - 1
+    s = np.rint((a.astype(np.float64) - lo) / max(hi - lo, 1e-12) * top)
+    return s.astype(np.uint8 if bits == 8 else np.uint16), (lo, hi, top)
+
+
+def _unscale(s, par, dtype):
+    lo, hi, top = par
+    v = s.astype(np.float64) / top * (hi - lo) + lo
+    return np.clip(np.rint(v), 0, np.iinfo(dtype).max).astype(dtype)
+
+
+def jpeg(a, q):
+    import imagecodecs
+
+    s, par = _scaled(a, 8)
+    bufs = [imagecodecs.jpeg8_encode(p, level=q) for p in s.reshape(-1, *a.shape[-2:])]
+    back = np.stack([imagecodecs.jpeg8_decode(b) for b in bufs]).reshape(a.shape)
+    return sum(len(b) for b in bufs), _unscale(back, par, a.dtype)
+
+
+def jpegxl(a, d):
+    import imagecodecs
+
+    planes = a.reshape(-1, *a.shape[-2:])
+    bufs = [imagecodecs.jpegxl_encode(p, distance=d, effort=7) for p in planes]
+    back = np.stack([imagecodecs.jpegxl_decode(b) for b in bufs]).reshape(a.shape)
+    return sum(len(b) for b in bufs), back.astype(a.dtype)
+
+
+def have_x265() -> bool:
+    if shutil.which("ffmpeg") is None:
+        return False
+    r = subprocess.run(["ffmpeg", "-hide_banner", "-encoders"], capture_output=True, text=True,
+                       check=False)
+    return "libx265" in r.stdout
+
+
+def h265(a, crf):
+    s, par = _scaled(a, 12)
+    planes = s.reshape(-1, *a.shape[-2:])
+    h, w = planes.shape[1:]
+    ph, pw = -h % 8, -w % 8
+    planes = np.pad(planes, ((0, 0), (0, ph), (0, pw)), mode="edge")
+    with tempfile.TemporaryDirectory() as tmp:
+        src, enc, dec = (os.path.join(tmp, n) for n in ("in.raw", "out.hevc", "dec.raw"))
+        planes.astype("<u2").tofile(src)
+        size = f"{w + pw}x{h + ph}"
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "gray12le",
+                        "-s", size, "-r", "25", "-i", src, "-c:v", "libx265", "-preset", "medium",
+                        "-crf", str(crf), "-x265-params", "log-level=error", enc], check=True)
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", enc, "-f", "rawvideo", "-pix_fmt",
+                        "gray12le", dec], check=True)
+        back = np.fromfile(dec, "<u2").reshape(planes.shape)[:, :h, :w]
+        n = os.path.getsize(enc)
+    return n, _unscale(back.reshape(a.shape), par, a.dtype)
+
+
+def sz3(a, rel):
+    from pysz import sz, szConfig, szErrorBoundMode
+
+    conf = szConfig()
+    conf.errorBoundMode = szErrorBoundMode.REL
+    conf.relErrorBound = rel
+    y = a.astype(np.float32)
+    buf, _ = sz.compress(y, conf)
+    back, _ = sz.decompress(buf, np.float32, y.shape)
+    return len(buf), np.clip(np.rint(back), 0, np.iinfo(a.dtype).max).astype(a.dtype)
+
+
+PEERS = {
+    "JPEG": (jpeg, [90, 70, 50, 30, 15, 8, 4, 2, 1]),
+    "JPEG-XL": (jpegxl, [1, 2, 4, 8, 12, 16, 20, 25]),
+    "H.265": (h265, [20, 28, 34, 40, 44, 48, 51]),
+    "SZ3": (sz3, [1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.2, 0.4]),
+}
+
+
+def sweep(a, fn, params):
+    pts = []
+    for p in params:
+        try:
+            n, back = fn(a, p)
+        except Exception as exc:  # noqa: BLE001 - a codec refusing a setting: skip that point, say so
+            print(f"    {fn.__name__}({p}) failed: {type(exc).__name__}: {exc}")
+            continue
+        pts.append((a.nbytes / n, *metrics(a, back)))
+    return sorted(pts)
+
+
+def at_ratio(pts, r):
+    if not pts or r < pts[0][0] or r > pts[-1][0]:
+        return None
+    lr = np.log([p[0] for p in pts])
+    return tuple(float(np.interp(math.log(r), lr, [p[k] for p in pts])) for k in (1, 2))
+
+
+# ------------------------------------------------------------------------------ main
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--ratios", type=float, nargs="+", default=[100, 500, 2000])
+    ap.add_argument("--data", default=os.path.join(os.path.dirname(HERE), "..", "shared",
+                                                   "data"))
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--full", action="store_true", help="whole real arrays, larger synthetic")
+    args = ap.parse_args(argv)
+    try:
+        import torch
+
+        torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    except ImportError:
+        sys.exit("the INR benchmark needs torch: pip install 'bigcomp[inr]'")
+    peers = dict(PEERS)
+    if not have_x265():
+        print("ffmpeg with libx265 not found: H.265 skipped")
+        peers.pop("H.265")
+    rows, speed = [], []
+    t_all = time.perf_counter()
+    for name, a, cam in load(args.data, args.full):
+        print(f"{name} {a.shape} {a.dtype}", flush=True)
+        curves = {k: sweep(a, fn, ps) for k, (fn, ps) in peers.items()}
+        for r in args.ratios:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = os.path.join(tmp, "x.zarr")
+                try:
+                    compress_inr(a, path, camera=cam, target_ratio=r, steps=args.steps,
+                                 device=args.device)
+                except Exception as exc:  # noqa: BLE001 - unreachable ratio etc.: report, go on
+                    print(f"  target {r:g}: {type(exc).__name__}: {exc}")
+                    continue
+                info = inr_info(path)
+                t0 = time.perf_counter()
+                back = open_inr(path).compute(scheduler="threads")
+                t_dec = time.perf_counter() - t0
+            ratio = info["ratio"]
+            p, s = metrics(a, back)
+            tr = info["meta"]["training"]["train_seconds"]
+            speed.append((name, r, tr / (a.nbytes / 1e9), a.nbytes / 1e9 / t_dec))
+            cells = [f"{ratio:.0f}", f"w{info['width']}/{info['bits']}b", f"{p:.2f} / {s:.3f}"]
+            for k in PEERS:
+                v = at_ratio(curves.get(k, []), ratio)
+                cells.append("skipped" if k not in peers else
+                             "n/a" if v is None else f"{v[0]:.2f} / {v[1]:.3f}")
+            rows.append([name, f"{r:g}", *cells])
+            print("  " + " | ".join(rows[-1][1:]), flush=True)
+    head = ["dataset", "target", "ratio", "net", "INR PSNR / SSIM", *[f"{k} PSNR / SSIM"
+                                                                        for k in PEERS]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += ["", "| dataset | target | training s/GB | decode GB/s |", "|---|---|---|---|"]
+    lines += [f"| {n} | {r:g} | {t:.0f} | {d:.4f} |" for n, r, t, d in speed]
+    import torch
+
+    lines += ["", (f"device {args.device}, steps {args.steps}, torch {torch.__version__}, "
+                   f"{os.cpu_count()} CPUs, total {time.perf_counter() - t_all:.0f} s")]
+    table = "\n".join(lines)
+    print(table)
+    if args.out:
+        text = f"{BEGIN}\n{END}\n"
+        if os.path.exists(args.out):
+            with open(args.out) as f:
+                text = f.read()
+        pre, rest = text.split(BEGIN, 1)
+        post = rest.split(END, 1)[1]
+        with open(args.out, "w") as f:
+            f.write(f"{pre}{BEGIN}\n{table}\n{END}{post}")
+
+
+if __name__ == "__main__":
+    main()

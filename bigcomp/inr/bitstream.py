@@ -1,0 +1,133 @@
+"""Weight layout, quantisation of per-tile residuals and their entropy-coded packs (numpy only).
+
+Network (``depth`` sine layers of ``width``, then a linear output)::
+
+    h = sin(w0 · (x W0 + b0))          x: (n, D) coordinates in [-1, 1]
+    h = sin(h Wi + bi)                 i = 1 .. depth-1  (w0 folded into the weights)
+    y = h Wout + bout                  (n, 1), then value = mean + scale · y
+
+A tile's parameters are the flat float32 vector of the tensors in :func:`layer_shapes` order,
+each C-ordered. Stored: the shared vector ``s`` (float32) and per modelled tile the residual
+``r = p − s`` quantised per tensor: ``q = clip(round(r / step), −qmax, qmax)`` with
+``qmax = 2**(bits−1) − 1`` and ``step = 2**((code − 192) / 8)`` (``code``: one byte per tensor
+and tile). Dequantised weights are ``s + q·step`` in float32, exactly as :func:`dequantise` does.
+
+Packs: consecutive modelled tiles (``pack_tiles`` of them, the last pack shorter) are coded
+together so the entropy coder's tables are shared::
+
+    u8   code[k, L]      step codes of the pack's k tiles (L tensors each)
+    ...  encode_max(zigzag(q[k, P]).ravel(), row_length=P)
+
+so a symbol's north neighbour is the same weight of the previous tile. ``packs`` holds the byte
+offsets of the packs in the ``residuals`` array (``npacks + 1`` entries).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import CorruptChunkError
+from ..kernels._coders import decode_max, encode_max
+
+__all__ = ["decode_pack", "dequantise", "encode_pack", "layer_shapes", "nparams",
+           "quantise", "step_codes"]
+
+CODE_BIAS = 192
+
+
+def layer_shapes(dims: int, width: int, depth: int = 2) -> list[tuple[int, ...]]:
+    """Shapes of the network's tensors (weights ``(in, out)`` then biases), in storage order.
+
+    Examples
+    --------
+    >>> layer_shapes(3, 16)
+    [(3, 16), (16,), (16, 16), (16,), (16, 1), (1,)]
+    """
+    shapes: list[tuple[int, ...]] = [(dims, width), (width,)]
+    for _ in range(depth - 1):
+        shapes += [(width, width), (width,)]
+    shapes += [(width, 1), (1,)]
+    return shapes
+
+
+def nparams(dims: int, width: int, depth: int = 2) -> int:
+    """Number of parameters of one tile's network."""
+    return sum(math.prod(s) for s in layer_shapes(dims, width, depth))
+
+
+def _bounds(shapes: list[tuple[int, ...]]) -> np.ndarray:
+    return np.cumsum([0] + [math.prod(s) for s in shapes])
+
+
+def steps_from_codes(codes: np.ndarray) -> np.ndarray:
+    """Quantisation steps (float32) of step codes."""
+    return np.exp2((codes.astype(np.float64) - CODE_BIAS) / 8.0).astype(np.float32)
+
+
+def step_codes(maxabs: np.ndarray, bits: int) -> np.ndarray:
+    """Smallest codes whose step covers ``maxabs`` with ``2**(bits-1) - 1`` levels (uint8)."""
+    qmax = 2 ** (bits - 1) - 1
+    with np.errstate(divide="ignore"):
+        c = np.ceil(8.0 * np.log2(np.asarray(maxabs, np.float64) / qmax)) + CODE_BIAS
+    c = np.where(np.asarray(maxabs) > 0, c, 0)
+    return np.clip(c, 0, 255).astype(np.uint8)
+
+
+def quantise(residual: np.ndarray, codes: np.ndarray, shapes: list[tuple[int, ...]],
+             bits: int) -> np.ndarray:
+    """Quantise residuals ``(k, P)`` with per-tensor codes ``(k, L)`` to int32 levels."""
+    qmax = 2 ** (bits - 1) - 1
+    b = _bounds(shapes)
+    steps = steps_from_codes(codes)
+    q = np.empty(residual.shape, np.int32)
+    for j in range(len(shapes)):
+        sl = slice(b[j], b[j + 1])
+        q[:, sl] = np.clip(np.rint(residual[:, sl] / steps[:, j:j + 1]), -qmax, qmax)
+    return q
+
+
+def dequantise(shared: np.ndarray, q: np.ndarray, codes: np.ndarray,
+               shapes: list[tuple[int, ...]]) -> np.ndarray:
+    """float32 weights ``shared + q·step`` of ``k`` tiles, shape ``(k, P)``."""
+    b = _bounds(shapes)
+    steps = steps_from_codes(codes)
+    out = np.empty(q.shape, np.float32)
+    s = shared.astype(np.float32)
+    for j in range(len(shapes)):
+        sl = slice(b[j], b[j + 1])
+        out[:, sl] = s[sl] + q[:, sl].astype(np.float32) * steps[:, j:j + 1]
+    return out
+
+
+def _zigzag(q: np.ndarray) -> np.ndarray:
+    q = q.astype(np.int64)
+    return ((q << 1) ^ (q >> 63)).astype(np.uint32)
+
+
+def _unzigzag(z: np.ndarray) -> np.ndarray:
+    z = z.astype(np.int64)
+    return ((z >> 1) ^ -(z & 1)).astype(np.int32)
+
+
+def encode_pack(q: np.ndarray, codes: np.ndarray) -> bytes:
+    """Bytes of one pack: ``codes (k, L)`` then the entropy-coded levels ``q (k, P)``."""
+    p = q.shape[1]
+    return (np.ascontiguousarray(codes, np.uint8).tobytes()
+            + encode_max(np.ascontiguousarray(_zigzag(q).ravel()), p))
+
+
+def decode_pack(buf: bytes | np.ndarray, k: int, nlayers: int, p: int,
+                what: str = "pack") -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`encode_pack`: ``(q (k, P) int32, codes (k, L) uint8)``."""
+    raw = np.frombuffer(bytes(buf), np.uint8)
+    nc = k * nlayers
+    if raw.size < nc:
+        raise CorruptChunkError(f"INR {what} is truncated ({raw.size} bytes < {nc})")
+    codes = raw[:nc].reshape(k, nlayers).copy()
+    try:
+        z = decode_max(raw[nc:], k * p, p)
+    except ValueError as exc:
+        raise CorruptChunkError(f"INR {what} is damaged: {exc}") from exc
+    return _unzigzag(z).reshape(k, p), codes
