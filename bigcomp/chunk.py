@@ -27,6 +27,9 @@ ORDERS = ("qp", "pq")
 CODERS = ("fast", "max")
 _FLOAT_K_LIMIT = 1 << 29
 _NO_TAPS = Taps((), (), 0)
+# below this many pixels a chunk is faster on one thread than in numba's parallel regions
+# (their start-up and, on a busy machine, waiting for a free core cost more than they save)
+PARALLEL_MIN_SIZE = 1 << 22
 
 
 def _as_3d(shape: tuple[int, ...]) -> tuple[tuple[int, int, int], int]:
@@ -140,7 +143,7 @@ def encode_chunk(
     shape3, nz = _as_3d(a.shape)
     lossless = q == 0
     cam = camera if camera is not None else CameraModel()
-    parallel = use_parallel()
+    parallel = use_parallel() and a.size >= PARALLEL_MIN_SIZE
     escapes = np.empty(0, a.dtype)
 
     # quantise to integers k with known range [lo, hi]
@@ -234,7 +237,7 @@ def decode_chunk(buf, out: np.ndarray | None = None) -> np.ndarray:
             symbols = _coders.decode_max(payload, n, shape3[2])
     except ValueError as exc:
         raise CorruptChunkError(f"corrupt bigcomp chunk: {exc}") from exc
-    parallel = use_parallel()
+    parallel = use_parallel() and n >= PARALLEL_MIN_SIZE
     cam = None
     if header.mode == "wnl":
         try:
