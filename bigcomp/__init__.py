@@ -18,6 +18,7 @@ from .errors import (
     ParameterError,
     UnsupportedDataError,
 )
+from .gpu import gpu_available
 from .noise import CameraModel, quantisation_tables
 from .pipeline import compress, estimate_noise, open
 
@@ -40,6 +41,7 @@ __all__ = [
     "error_bound",
     "estimate_camera",
     "estimate_noise",
+    "gpu_available",
     "open",
     "photon_transfer",
     "PoorFitWarning",

@@ -132,12 +132,13 @@ class _Reader:
         return fmt.unpack(self.take(fmt.size, what))
 
 
-def _unpack_taps(reader: _Reader, n: int, shift: int, what: str) -> Taps:
+def _unpack_taps(reader: _Reader, n: int, shift: int, what: str, *, intra: bool) -> Taps:
     offsets, coefs = [], []
     for _ in range(n):
         dp, dy, dx, c = reader.unpack(_TAP, what)
         causal = dp == -1 or dy < 0 or (dy == 0 and dx < 0)
-        if dp not in (0, -1) or not causal or abs(dy) > 8 or abs(dx) > 8:
+        # intra taps serve planes without a predecessor: they may not read one
+        if dp not in ((0,) if intra else (0, -1)) or not causal or abs(dy) > 8 or abs(dx) > 8:
             raise CorruptChunkError(f"corrupt bigcomp chunk: non-causal predictor tap {dp, dy, dx}")
         offsets.append((dp, dy, dx))
         coefs.append(c)
@@ -191,8 +192,8 @@ def unpack_chunk(buf) -> tuple[ChunkHeader, memoryview, np.ndarray]:
         raise CorruptChunkError(f"corrupt bigcomp chunk: {run} planes per run for {planes} planes")
     q, gain, offset, read_noise = reader.unpack(_PARAMS, "parameters")
     n_intra, s_intra, n_inter, s_inter = reader.unpack(_PRED, "predictor")
-    intra = _unpack_taps(reader, n_intra, s_intra, "predictor taps")
-    inter = _unpack_taps(reader, n_inter, s_inter, "predictor taps")
+    intra = _unpack_taps(reader, n_intra, s_intra, "predictor taps", intra=True)
+    inter = _unpack_taps(reader, n_inter, s_inter, "predictor taps", intra=False)
     n_payload, n_escapes = reader.unpack(_LENGTHS, "lengths")
     expected = reader.pos + n_payload + n_escapes * dtype.itemsize + _CRC.size
     if len(view) < expected:

@@ -100,3 +100,14 @@ def test_backwards_compatibility(name, codec):
     """A chunk stored per format version and mode decodes as it did when written."""
     folder = FIXTURES / f"v{FORMAT_VERSION}" / name
     check_backwards_compatibility(folder, codec, _fixture_arrays())
+
+
+def test_intra_tap_reading_previous_plane_rejected(chunk):
+    """An intra tap with dp = -1 would read a plane of another (parallel) run: corrupt."""
+    ndim = 3
+    first_tap = 12 + 4 * ndim + 4 + 32 + 4
+    damaged = bytearray(chunk[:-4])
+    damaged[first_tap] = 0xFF  # dp = -1
+    damaged += struct.pack("<I", crc32c(bytes(damaged)))
+    with pytest.raises(CorruptChunkError, match="predictor tap"):
+        decode_chunk(bytes(damaged))

@@ -27,7 +27,17 @@ class ChunkCodec(Codec):
         validate_parameters(self.q, self._camera(), self.order, self.coder)
 
     def encode(self, buf) -> bytes:
-        """Compress one chunk (an ndarray keeps its shape in the chunk header)."""
+        """Compress one chunk (an ndarray keeps its shape in the chunk header).
+
+        A device array (CuPy, anything with ``__cuda_array_interface__``) is encoded on the GPU,
+        into the very bytes the CPU would write.
+        """
+        if hasattr(buf, "__cuda_array_interface__"):
+            from ..gpu import dispatch_encode
+
+            return dispatch_encode(
+                buf, q=self.q, camera=self._camera(), order=self.order, coder=self.coder
+            )
         # normalise input: keep the shape of ndarrays, accept any other buffer as 1-D
         arr = buf if isinstance(buf, np.ndarray) else ensure_contiguous_ndarray(buf)
         return encode_chunk(
@@ -35,7 +45,11 @@ class ChunkCodec(Codec):
         )
 
     def decode(self, buf, out=None):
-        """Decompress one chunk, into ``out`` when given."""
+        """Decompress one chunk, into ``out`` when given (on the GPU for a device ``out``/``buf``)."""
+        if hasattr(out, "__cuda_array_interface__") or hasattr(buf, "__cuda_array_interface__"):
+            from ..gpu import dispatch_decode
+
+            return dispatch_decode(buf, out=out)
         # normalise input
         enc = ensure_contiguous_ndarray(buf)
         dec = decode_chunk(enc)

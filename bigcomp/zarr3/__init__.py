@@ -48,14 +48,16 @@ class _ChunkCodecMixin:
         return {"name": self.codec_name, "configuration": asdict(self)}
 
     def _encode_sync(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer | None:
-        # zarr gh-3558: F-ordered chunks must be made C-contiguous before encoding
-        array = np.ascontiguousarray(chunk_array.as_numpy_array())
+        array = chunk_array.as_ndarray_like()  # CuPy for zarr's GPU buffers: encoded on the GPU
+        if isinstance(array, np.ndarray):
+            # zarr gh-3558: F-ordered chunks must be made C-contiguous before encoding
+            array = np.ascontiguousarray(array)
         return chunk_spec.prototype.buffer.from_bytes(self._codec.encode(array))
 
     def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
-        decoded = self._codec.decode(chunk_bytes.as_numpy_array())
+        decoded = self._codec.decode(chunk_bytes.as_array_like())  # device bytes: GPU decode
         decoded = decoded.reshape(chunk_spec.shape)
-        return chunk_spec.prototype.nd_buffer.from_numpy_array(decoded)
+        return chunk_spec.prototype.nd_buffer.from_ndarray_like(decoded)
 
     async def _encode_single(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer | None:
         return await asyncio.to_thread(self._encode_sync, chunk_array, chunk_spec)
