@@ -58,7 +58,7 @@ def demo(
     y_true = camera.forward(data)
     for label, qq in (("lossless", 0.0), (f"wnl q={q:g}σ", q)):
         for coder in ("max", "fast"):
-            encode_chunk(data[:2], q=qq, camera=camera, coder=coder)  # compile kernels
+            decode_chunk(encode_chunk(data, q=qq, camera=camera, coder=coder))  # compile kernels
             t0 = time.perf_counter()
             blob = encode_chunk(data, q=qq, camera=camera, coder=coder)
             t1 = time.perf_counter()
