@@ -215,6 +215,27 @@ def _dpcm_table(camera: CameraModel, q: float, dtype) -> np.ndarray:
     return np.rint(scaled).astype(np.int64)
 
 
+def decoding_parameters(header) -> tuple[CameraModel | None, int, int]:
+    """Camera model (WNL) and range ``[lo, hi]`` of the predicted integers of a chunk.
+
+    Raises :class:`CorruptChunkError` for header values no encoder writes.
+    """
+    dtype = header.dtype
+    cam = None
+    if header.mode == "wnl":
+        try:
+            cam = CameraModel(header.gain, header.offset, header.read_noise)
+        except ParameterError as exc:
+            raise CorruptChunkError(f"corrupt bigcomp chunk header: {exc}") from exc
+        if not (np.isfinite(header.q) and header.q > 0):
+            raise CorruptChunkError(f"corrupt bigcomp chunk header: q = {header.q}")
+    if header.mode == "lossless":
+        return cam, 0, int(np.iinfo(dtype).max)
+    if dtype.kind == "u":
+        return cam, 0, quantisation_tables(cam, header.q, dtype.name).nbins - 1
+    return cam, -_FLOAT_K_LIMIT, _FLOAT_K_LIMIT
+
+
 def decode_chunk(buf, out: np.ndarray | None = None) -> np.ndarray:
     """Decompress a chunk made by :func:`encode_chunk`.
 
@@ -238,14 +259,7 @@ def decode_chunk(buf, out: np.ndarray | None = None) -> np.ndarray:
     except ValueError as exc:
         raise CorruptChunkError(f"corrupt bigcomp chunk: {exc}") from exc
     parallel = use_parallel() and n >= PARALLEL_MIN_SIZE
-    cam = None
-    if header.mode == "wnl":
-        try:
-            cam = CameraModel(header.gain, header.offset, header.read_noise)
-        except ParameterError as exc:
-            raise CorruptChunkError(f"corrupt bigcomp chunk header: {exc}") from exc
-        if not (np.isfinite(header.q) and header.q > 0):
-            raise CorruptChunkError(f"corrupt bigcomp chunk header: q = {header.q}")
+    cam, lo, hi = decoding_parameters(header)
     intra, inter = header.intra.as_arrays(), header.inter.as_arrays()
 
     if n == 0:
@@ -259,13 +273,6 @@ def decode_chunk(buf, out: np.ndarray | None = None) -> np.ndarray:
             raise CorruptChunkError(str(exc)) from exc
         result = values.astype(dtype).reshape(header.shape)
     else:
-        if header.mode == "lossless":
-            lo, hi = 0, int(np.iinfo(dtype).max)
-        elif dtype.kind == "u":
-            tables = quantisation_tables(cam, header.q, dtype.name)
-            lo, hi = 0, tables.nbins - 1
-        else:
-            lo, hi = -_FLOAT_K_LIMIT, _FLOAT_K_LIMIT
         if intra[0].size == 0:
             raise CorruptChunkError("corrupt bigcomp chunk: no predictor taps")
         k_dtype = dtype if dtype.kind == "u" else np.dtype(np.int32)
@@ -280,7 +287,8 @@ def decode_chunk(buf, out: np.ndarray | None = None) -> np.ndarray:
         if header.mode == "lossless":
             result = k
         elif dtype.kind == "u":
-            result = lookup(k, tables.rec, dtype, parallel=parallel)
+            rec = quantisation_tables(cam, header.q, dtype.name).rec
+            result = lookup(k, rec, dtype, parallel=parallel)
         else:
             result = cam.inverse(k * header.q).astype(np.float32)
         result = result.reshape(header.shape)

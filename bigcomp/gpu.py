@@ -291,11 +291,10 @@ def decode_chunk_gpu(buf, *, out=None):
     Chunks of the ``pq`` order have no GPU decoder: they are decoded on the CPU and copied to
     the device.
     """
-    from .chunk import _as_3d, decode_chunk
+    from .chunk import _as_3d, decode_chunk, decoding_parameters
     from .format import unpack_chunk
     from .kernels import _cuda_common as C
     from .kernels import _cuda_fast, _cuda_lookup, _cuda_max, _cuda_predict
-    from .noise import CameraModel, quantisation_tables
 
     C.require_cuda()
     raw = _host_bytes(buf)
@@ -316,20 +315,7 @@ def decode_chunk_gpu(buf, *, out=None):
             _cuda_max.decode_max(pay, n, shape3[2], symbols)
     except ValueError as exc:
         raise CorruptChunkError(f"corrupt bigcomp chunk: {exc}") from exc
-    cam = None
-    if header.mode == "wnl":
-        try:
-            cam = CameraModel(header.gain, header.offset, header.read_noise)
-        except ParameterError as exc:
-            raise CorruptChunkError(f"corrupt bigcomp chunk header: {exc}") from exc
-        if not (np.isfinite(header.q) and header.q > 0):
-            raise CorruptChunkError(f"corrupt bigcomp chunk header: q = {header.q}")
-    if header.mode == "lossless":
-        lo, hi = 0, int(np.iinfo(dtype).max)
-    elif dtype.kind == "u":
-        lo, hi = 0, quantisation_tables(cam, header.q, dtype.name).nbins - 1
-    else:
-        lo, hi = -_cuda_lookup.FLOAT_K_LIMIT, _cuda_lookup.FLOAT_K_LIMIT
+    cam, lo, hi = decoding_parameters(header)
     if len(header.intra.coefs) == 0:
         raise CorruptChunkError("corrupt bigcomp chunk: no predictor taps")
     if any(dp != 0 for dp, _dy, _dx in header.intra.offsets):
