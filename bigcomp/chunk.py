@@ -189,9 +189,9 @@ def encode_chunk(
             escapes = exact.astype(a.dtype)
     row_length = shape3[2]
     if coder == "fast":
-        payload = _coders.encode_fast(symbols)
+        payload = _coders.encode_fast(symbols, parallel=parallel)
     else:
-        payload = _coders.encode_max(symbols, row_length)
+        payload = _coders.encode_max(symbols, row_length, parallel=parallel)
     header = ChunkHeader(
         "lossless" if lossless else "wnl",
         order if not lossless else "qp",
@@ -251,14 +251,14 @@ def decode_chunk(buf, out: np.ndarray | None = None) -> np.ndarray:
     nz = header.run
     n = int(np.prod(header.shape))
     dtype = header.dtype
+    parallel = use_parallel() and n >= PARALLEL_MIN_SIZE
     try:
         if header.coder == "fast":
-            symbols = _coders.decode_fast(payload, n)
+            symbols = _coders.decode_fast(payload, n, parallel=parallel)
         else:
-            symbols = _coders.decode_max(payload, n, shape3[2])
+            symbols = _coders.decode_max(payload, n, shape3[2], parallel=parallel)
     except ValueError as exc:
         raise CorruptChunkError(f"corrupt bigcomp chunk: {exc}") from exc
-    parallel = use_parallel() and n >= PARALLEL_MIN_SIZE
     cam, lo, hi = decoding_parameters(header)
     intra, inter = header.intra.as_arrays(), header.inter.as_arrays()
 

@@ -227,7 +227,7 @@ def _offsets(widths: np.ndarray) -> np.ndarray:
     return offs
 
 
-def encode_fast(symbols: np.ndarray) -> bytes:
+def encode_fast(symbols: np.ndarray, *, parallel: bool | None = None) -> bytes:
     """Encode symbols with the ``fast`` coder (bit-packed blocks of 32).
 
     Parameters
@@ -241,7 +241,7 @@ def encode_fast(symbols: np.ndarray) -> bytes:
         Payload, format in the module docstring; it does not record ``len(symbols)``.
     """
     sym = _check_symbols(symbols)
-    par = use_parallel()
+    par = use_parallel() if parallel is None else parallel
     nblk = -(-sym.size // 32)
     head = -(-nblk // 4) * 4
     widths = np.empty(nblk, np.uint8)
@@ -255,7 +255,9 @@ def encode_fast(symbols: np.ndarray) -> bytes:
     return out.tobytes()
 
 
-def decode_fast(payload: bytes | memoryview | np.ndarray, n: int) -> np.ndarray:
+def decode_fast(
+    payload: bytes | memoryview | np.ndarray, n: int, *, parallel: bool | None = None
+) -> np.ndarray:
     """Decode a payload of :func:`encode_fast`.
 
     Parameters
@@ -295,14 +297,17 @@ def decode_fast(payload: bytes | memoryview | np.ndarray, n: int) -> np.ndarray:
     out = np.empty(n, np.uint32)
     err = np.zeros(-(-nblk // _GROUP), np.int64)
     words = _aligned(buf[head:].view(np.uint32))
-    (_unpack_p if use_parallel() else _unpack_s)(widths, offs, words, out, err)
+    par = use_parallel() if parallel is None else parallel
+    (_unpack_p if par else _unpack_s)(widths, offs, words, out, err)
     if err.any():
         raise _corrupt("nonzero padding in the last block")
     return out
 
 
 # ------------------------------------------------------------------------------------- max
-def encode_max(symbols: np.ndarray, row_length: int) -> bytes:
+def encode_max(
+    symbols: np.ndarray, row_length: int, *, parallel: bool | None = None
+) -> bytes:
     """Encode symbols with the ``max`` coder (context-modelled rANS of hybrid-integer tokens).
 
     Parameters
@@ -326,7 +331,7 @@ def encode_max(symbols: np.ndarray, row_length: int) -> bytes:
         return b""
     if R.is_constant(sym):
         return b"\x00" + np.array([sym[0]], "<u4").tobytes()
-    par = use_parallel()
+    par = use_parallel() if parallel is None else parallel
     rows = max(1, R.SEG_TARGET // rl)
     seg_len = min(rows * rl, n)
     nseg = -(-n // seg_len)
@@ -368,7 +373,10 @@ _DEC_ERRORS = {
 }
 
 
-def decode_max(payload: bytes | memoryview | np.ndarray, n: int, row_length: int) -> np.ndarray:
+def decode_max(
+    payload: bytes | memoryview | np.ndarray, n: int, row_length: int, *,
+    parallel: bool | None = None,
+) -> np.ndarray:
     """Decode a payload of :func:`encode_max`.
 
     Parameters
@@ -436,7 +444,8 @@ def decode_max(payload: bytes | memoryview | np.ndarray, n: int, row_length: int
     toks = np.empty(n, np.uint8)
     out = np.empty(n, np.uint32)
     err = np.zeros(nseg, np.int64)
-    kernel = R._dec_par if use_parallel() else R._dec_ser
+    par = use_parallel() if parallel is None else parallel
+    kernel = R._dec_par if par else R._dec_ser
     kernel(rw, rofs, rcnt, ew, eofs, ecnt, lut, fs, ctab * R.PSCALE, ctab * R.NTOK, rl, seg_len, toks, out, err)
     if err.any():
         raise _corrupt(_DEC_ERRORS[int(err.max())])
