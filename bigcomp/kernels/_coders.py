@@ -68,6 +68,8 @@ row_length)``; adjacent contexts share a table when that shrinks the estimated s
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import prange
 
@@ -406,12 +408,47 @@ def decode_max(
         if buf.size:
             raise _corrupt("nonempty payload for n=0")
         return np.empty(0, np.uint32)
+    lay = parse_max(buf, n, rl)
+    if lay.constant is not None:
+        return np.full(n, lay.constant, np.uint32)
+    toks = np.empty(n, np.uint8)
+    out = np.empty(n, np.uint32)
+    err = np.zeros(lay.nseg, np.int64)
+    par = use_parallel() if parallel is None else parallel
+    kernel = R._dec_par if par else R._dec_ser
+    kernel(lay.rw, lay.rofs, lay.rcnt, lay.ew, lay.eofs, lay.ecnt, lay.lut, lay.fs,
+           lay.ctab * R.PSCALE, lay.ctab * R.NTOK, rl, lay.seg_len, toks, out, err)
+    if err.any():
+        raise _corrupt(_DEC_ERRORS[int(err.max())])
+    return out
+
+
+class MaxLayout(NamedTuple):
+    """A validated ``max`` payload, ready for a segment decoder (CPU or GPU)."""
+
+    constant: int | None  # all symbols equal (mode 0): the value; the rest is unset
+    seg_len: int = 0
+    nseg: int = 0
+    rw: np.ndarray | None = None  # rANS words (uint16), all segments
+    rofs: np.ndarray | None = None  # per segment: first rANS word, count
+    rcnt: np.ndarray | None = None
+    ew: np.ndarray | None = None  # extra-bit words (uint32), all segments
+    eofs: np.ndarray | None = None
+    ecnt: np.ndarray | None = None
+    lut: np.ndarray | None = None  # decoding tables (slot -> token, frequencies/starts)
+    fs: np.ndarray | None = None
+    ctab: np.ndarray | None = None  # table index of each context
+
+
+def parse_max(buf: np.ndarray, n: int, rl: int) -> MaxLayout:
+    """Check a ``max`` payload of ``n > 0`` symbols against every size it announces and split
+    it into the arrays the segment decoders read. Raises ``ValueError`` when it is corrupt."""
     if buf.size < 5 or buf[0] > 1:
         raise _corrupt("bad max header")
     if buf[0] == 0:
         if buf.size != 5:
             raise _corrupt("bad constant payload length")
-        return np.full(n, buf[1:5].view("<u4")[0], np.uint32)
+        return MaxLayout(int(buf[1:5].view("<u4")[0]))
     rows = int(buf[1:5].view("<u4")[0])
     if rows < 1:
         raise _corrupt("rows_per_segment == 0")
@@ -440,13 +477,5 @@ def decode_max(
     lut = np.empty(freqs.shape[0] * R.PSCALE, np.uint8)
     fs = np.empty(freqs.shape[0] * R.NTOK, np.int64)
     R.dec_tables(freqs, lut, fs)
-    ctab = table[R.CMAP]
-    toks = np.empty(n, np.uint8)
-    out = np.empty(n, np.uint32)
-    err = np.zeros(nseg, np.int64)
-    par = use_parallel() if parallel is None else parallel
-    kernel = R._dec_par if par else R._dec_ser
-    kernel(rw, rofs, rcnt, ew, eofs, ecnt, lut, fs, ctab * R.PSCALE, ctab * R.NTOK, rl, seg_len, toks, out, err)
-    if err.any():
-        raise _corrupt(_DEC_ERRORS[int(err.max())])
-    return out
+    return MaxLayout(None, seg_len, nseg, rw, rofs, rcnt, ew, eofs, ecnt, lut, fs, table[R.CMAP])
+

@@ -394,7 +394,7 @@ def _decode_segments(
 def decode_max(payload: np.ndarray, n: int, row_length: int, out) -> None:
     """Decode a host ``max`` payload (uint8 array) of ``n`` symbols into the device array
     ``out``; raises ``ValueError`` when it is corrupt (the CPU decoder's checks)."""
-    from ._coders import _DEC_ERRORS, _corrupt
+    from ._coders import _DEC_ERRORS, _corrupt, parse_max
 
     buf = payload
     rl = int(row_length)
@@ -402,59 +402,28 @@ def decode_max(payload: np.ndarray, n: int, row_length: int, out) -> None:
         if buf.size:
             raise _corrupt("nonempty payload for n=0")
         return
-    if buf.size < 5 or buf[0] > 1:
-        raise _corrupt("bad max header")
-    if buf[0] == 0:
-        if buf.size != 5:
-            raise _corrupt("bad constant payload length")
+    lay = parse_max(buf, n, rl)
+    if lay.constant is not None:
         from ._cuda_common import fill
 
-        fill(out, np.uint32(buf[1:5].view("<u4")[0]))
+        fill(out, np.uint32(lay.constant))
         return
-    rows = int(buf[1:5].view("<u4")[0])
-    if rows < 1:
-        raise _corrupt("rows_per_segment == 0")
-    seg_len = min(rows * rl, n)
-    nseg = -(-n // seg_len)
-    table, freqs, pos = R.tables_from_bytes(buf, 5)
-    pos += -pos % 4
-    if buf.size < pos + 8 * nseg:
-        raise _corrupt(f"payload too short for {nseg} segments")
-    d = buf[pos : pos + 8 * nseg].view("<u4").astype(np.int64)
-    rcnt, ecnt = d[:nseg], d[nseg:]
-    pos += 8 * nseg
-    nr, ne = int(rcnt.sum()), int(ecnt.sum())
-    rpad = 2 * (nr % 2)
-    if buf.size != pos + 2 * nr + rpad + 4 * ne:
-        raise _corrupt("size mismatch")
-    if (rcnt > n + 2 * R.NLANES).any() or (ecnt > n).any():
-        raise _corrupt("bad segment sizes")
-    if buf[pos + 2 * nr : pos + 2 * nr + rpad].any():
-        raise _corrupt("nonzero padding")
-    rw = np.frombuffer(buf[pos : pos + 2 * nr].tobytes(), "<u2").astype(np.uint16)
-    pos += 2 * nr + rpad
-    ew = np.frombuffer(buf[pos : pos + 4 * ne].tobytes(), "<u4").astype(np.uint32)
-    rofs = np.concatenate([[0], np.cumsum(rcnt)[:-1]]).astype(np.int64)
-    eofs = np.concatenate([[0], np.cumsum(ecnt)[:-1]]).astype(np.int64)
-    lut = np.empty(freqs.shape[0] * R.PSCALE, np.uint8)
-    fs = np.empty(freqs.shape[0] * R.NTOK, np.int64)
-    R.dec_tables(freqs, lut, fs)
-    ctab = table[R.CMAP]
+    rw, ew, nseg, ctab = lay.rw, lay.ew, lay.nseg, lay.ctab
     toks = empty(n, np.uint8)
     err = zeros(nseg, np.int64)
     launch(_decode_segments, nseg, tpb=min(TPB, 64))(
-        to_device(rw if nr else np.zeros(1, np.uint16)),
-        to_device(rofs),
-        to_device(rcnt),
-        to_device(ew if ne else np.zeros(1, np.uint32)),
-        to_device(eofs),
-        to_device(ecnt),
-        to_device(lut),
-        to_device(fs),
+        to_device(rw if rw.size else np.zeros(1, np.uint16)),
+        to_device(lay.rofs),
+        to_device(lay.rcnt),
+        to_device(ew if ew.size else np.zeros(1, np.uint32)),
+        to_device(lay.eofs),
+        to_device(lay.ecnt),
+        to_device(lay.lut),
+        to_device(lay.fs),
         to_device((ctab * R.PSCALE).astype(np.int64)),
         to_device((ctab * R.NTOK).astype(np.int64)),
         rl,
-        seg_len,
+        lay.seg_len,
         toks,
         out,
         err,
