@@ -13,6 +13,7 @@ from .errors import BigcompError, CorruptChunkError, ParameterError, Unsupported
 from .format import ChunkHeader, pack_chunk, unpack_chunk
 from .kernels import _coders
 from .kernels._dpcm import FRACTION_BITS, dpcm_decode, dpcm_encode
+from .kernels._fused import encode_fast_fused
 from .kernels._lookup import lookup
 from .kernels._numba import use_parallel
 from .kernels._predict import predict_decode, predict_encode
@@ -171,7 +172,9 @@ def encode_chunk(
         symbols = np.empty(0, np.uint32)
     else:
         intra, inter = choose_predictor(k, nz, lo, hi, fit=coder == "max")
-        if order == "qp":
+        if order == "qp" and coder == "fast":  # residuals never leave the cache
+            symbols = None
+        elif order == "qp":
             symbols = predict_encode(
                 k, nz, intra.as_arrays(), inter.as_arrays(), lo, hi, parallel=parallel,
                 out=scratch("residuals", k.size, np.uint32),
@@ -188,7 +191,11 @@ def encode_chunk(
             )
             escapes = exact.astype(a.dtype)
     row_length = shape3[2]
-    if coder == "fast":
+    if coder == "fast" and symbols is None:
+        payload = encode_fast_fused(
+            k, nz, intra.as_arrays(), inter.as_arrays(), lo, hi, parallel=parallel
+        )
+    elif coder == "fast":
         payload = _coders.encode_fast(symbols, parallel=parallel)
     else:
         payload = _coders.encode_max(symbols, row_length, parallel=parallel)

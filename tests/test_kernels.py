@@ -9,9 +9,11 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from bigcomp import CameraModel
+from bigcomp.kernels import _fused
+from bigcomp.kernels._coders import encode_fast
 from bigcomp.kernels._dpcm import FRACTION_BITS, dpcm_decode, dpcm_encode
 from bigcomp.kernels._lookup import lookup
-from bigcomp.kernels._predict import predict_decode, predict_encode
+from bigcomp.kernels._predict import accumulator_dtype, predict_decode, predict_encode
 from bigcomp.predictors import FIXED_INTER, FIXED_INTRA, LS_INTER, LS_INTRA, Taps
 
 RNG = np.random.default_rng(3)
@@ -73,6 +75,52 @@ def test_predict_matches_reference(k, nz, intra, inter, parallel):
     back = predict_decode(res, k.shape, nz, intra.as_arrays(), inter.as_arrays(), lo, hi,
                           parallel=parallel)
     np.testing.assert_array_equal(back, k)
+
+
+@pytest.mark.parametrize("parallel", [True, False])
+@given(k=hnp.arrays(np.int64, hnp.array_shapes(min_dims=3, max_dims=3, max_side=6),
+                    elements=st.integers(0, 2**20)), nz=st.sampled_from([1, 2]))
+def test_predict_int64_accumulation_matches_reference(k, nz, parallel):
+    # sums of fitted taps over 20-bit values overflow int32: the kernels accumulate in int64
+    if k.shape[0] % nz:
+        nz = 1
+    lo, hi = 0, 2**20
+    intra, inter = FITTED_INTRA.as_arrays(), FITTED_INTER.as_arrays()
+    assert accumulator_dtype(intra, inter, lo, hi) == np.int64
+    res = predict_encode(k, nz, intra, inter, lo, hi, parallel=parallel)
+    np.testing.assert_array_equal(
+        res, reference_residuals(k, nz, FITTED_INTRA, FITTED_INTER, lo, hi)
+    )
+    back = predict_decode(res, k.shape, nz, intra, inter, lo, hi, dtype=np.int64,
+                          parallel=parallel)
+    np.testing.assert_array_equal(back, k)
+
+
+def test_accumulator_dtype_bound():
+    taps = Taps(((0, 0, -1), (0, -1, 0)), (3, -2), 2)  # sum |c| = 5, rounding 2**2
+    pair = (taps.as_arrays(), taps.as_arrays())
+    assert accumulator_dtype(*pair, 0, (2**31 - 4) // 5 - 1) == np.int32
+    assert accumulator_dtype(*pair, 0, (2**31 - 4) // 5 + 1) == np.int64
+    assert accumulator_dtype(*pair, -(2**29), 2**29) == np.int64
+
+
+@pytest.mark.parametrize("parallel", [True, False])
+@pytest.mark.parametrize(("intra", "inter"), PAIRS)
+@given(k=hnp.arrays(np.uint16, hnp.array_shapes(min_dims=3, max_dims=3, max_side=40),
+                    elements=st.integers(0, 300)), nz=st.sampled_from([1, 2]),
+       group=st.sampled_from([1, 64, 1 << 15]))
+def test_fused_fast_equals_predict_then_pack(k, nz, intra, inter, parallel, group):
+    if k.shape[0] % nz:
+        nz = 1
+    args = (k, nz, intra.as_arrays(), inter.as_arrays(), 0, 300)
+    expected = encode_fast(predict_encode(*args, parallel=parallel), parallel=parallel)
+    saved = _fused.GROUP_PIXELS
+    _fused.GROUP_PIXELS = group  # many groups, group starts on odd rows
+    try:
+        got = _fused.encode_fast_fused(*args, parallel=parallel)
+    finally:
+        _fused.GROUP_PIXELS = saved
+    assert got.tobytes() == expected
 
 
 @pytest.mark.parametrize("parallel", [True, False])

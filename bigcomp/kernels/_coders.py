@@ -171,6 +171,16 @@ def _pack_range(sym, widths, offs, words):
 
 
 @jit
+def _offsets_range(widths, offs):
+    """Exclusive prefix sum of ``widths`` into ``offs``; returns the total."""
+    total = np.int64(0)
+    for k in range(widths.size):
+        offs[k] = total
+        total += widths[k]
+    return total
+
+
+@jit
 def _unpack_range(widths, offs, words, out):
     """Returns 1 if the padding of the last block is not zero."""
     n = out.size

@@ -8,7 +8,9 @@ Arrays are viewed as ``(planes, rows, cols)``. A predictor is a list of causal *
 ``intra`` taps (dp == 0) serve planes without a predecessor, ``inter`` taps (may use dp == -1)
 the others; plane ``p`` has a predecessor when ``p % nz != 0`` (``nz`` planes per stack).
 Pixels where a tap would fall outside the plane use the fallback: west, else north, else the
-previous plane, else ``lo``. All arithmetic is int64, so every platform gives the same residuals.
+previous plane, else ``lo``. Sums are exact integers, so every platform gives the same residuals:
+they accumulate in int32 (twice the SIMD width) when ``sum|c_i| * max(|lo|, |hi|) + 2**shift``
+cannot overflow it, else in int64 (:func:`accumulator_dtype`).
 Residuals are zig-zag mapped to uint32: 0, -1, 1, -2, ... -> 0, 1, 2, 3, ...
 """
 
@@ -67,49 +69,64 @@ def _west_coefs(taps, coefs):
     return c1, c2, c3, generic
 
 
-def _encode_kernel(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, out):
-    n_planes, n_rows, n_cols = k.shape
-    for p in prange(n_planes):
+@jit
+def encode_rows(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, r0, r1, out):
+    """Residuals of the global rows ``r0 <= r < r1`` (row ``r`` = plane ``r // rows``, row
+    ``r % rows``) into ``out`` (flat, 0-based: pixel ``(r, x)`` at ``(r - r0) * cols + x``)."""
+    _, n_rows, n_cols = k.shape
+    acc = np.empty(n_cols, inter_c.dtype)
+    for g in range(r0, r1):
+        p = g // n_rows
+        y = g - p * n_rows
         has_prev = (p % nz) != 0
         taps = inter if has_prev else intra
         coefs = inter_c if has_prev else intra_c
         shift = inter_s if has_prev else intra_s
-        rnd = np.int64(1) << (shift - 1) if shift > 0 else np.int64(0)
+        rnd = coefs.dtype.type(1 << (shift - 1) if shift > 0 else 0)
         dymin, dymax, dxmin, dxmax = _reach(taps)
         x0 = -dxmin
         x1 = n_cols - dxmax
-        acc = np.empty(n_cols, np.int64)
-        base = p * n_rows * n_cols
-        for y in range(n_rows):
-            row = base + y * n_cols
-            inner = y + dymin >= 0 and y + dymax < n_rows and x1 > x0
-            if inner:
-                # 0-based views: numba drops negative-index checks and vectorises
-                n = x1 - x0
-                accv = acc[x0:x1]
-                for i in range(n):
-                    accv[i] = rnd
-                for t in range(taps.shape[0]):
-                    c = coefs[t]
-                    dx = taps[t, 2]
-                    src = k[p + taps[t, 0], y + taps[t, 1], x0 + dx : x1 + dx]
-                    if c == 1:  # the fixed averages: additions only
-                        for i in range(n):
-                            accv[i] += src[i]
-                    else:
-                        for i in range(n):
-                            accv[i] += c * src[i]
-                kv = k[p, y, x0:x1]
-                outv = out[row + x0 : row + x1]
-                for i in range(n):
-                    pred = min(max(accv[i] >> shift, lo), hi)
-                    r = np.int64(kv[i]) - pred
-                    outv[i] = np.uint32((r << 1) ^ (r >> 63))
-            for x in range(n_cols):
-                if inner and x0 <= x < x1:
-                    continue
-                r = np.int64(k[p, y, x]) - _fallback(k, p, y, x, has_prev, lo)
-                out[row + x] = np.uint32((r << 1) ^ (r >> 63))
+        row = (g - r0) * n_cols
+        inner = y + dymin >= 0 and y + dymax < n_rows and x1 > x0
+        if inner:
+            # 0-based views: numba drops negative-index checks and vectorises
+            n = x1 - x0
+            accv = acc[x0:x1]
+            for i in range(n):
+                accv[i] = rnd
+            for t in range(taps.shape[0]):
+                c = coefs[t]
+                dx = taps[t, 2]
+                src = k[p + taps[t, 0], y + taps[t, 1], x0 + dx : x1 + dx]
+                if c == 1:  # the fixed averages: additions only
+                    for i in range(n):
+                        accv[i] += src[i]
+                else:
+                    for i in range(n):
+                        accv[i] += c * src[i]
+            kv = k[p, y, x0:x1]
+            outv = out[row + x0 : row + x1]
+            for i in range(n):
+                pred = min(max(accv[i] >> shift, lo), hi)
+                r = np.int64(kv[i]) - pred
+                outv[i] = np.uint32((r << 1) ^ (r >> 63))
+        # border pixels (all of them in rows the taps do not fit)
+        xa = x0 if inner else n_cols
+        xb = x1 if inner else n_cols
+        for x in range(xa):
+            r = np.int64(k[p, y, x]) - _fallback(k, p, y, x, has_prev, lo)
+            out[row + x] = np.uint32((r << 1) ^ (r >> 63))
+        for x in range(xb, n_cols):
+            r = np.int64(k[p, y, x]) - _fallback(k, p, y, x, has_prev, lo)
+            out[row + x] = np.uint32((r << 1) ^ (r >> 63))
+
+
+def _encode_kernel(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, out):
+    n_planes, n_rows, n_cols = k.shape
+    plane = n_rows * n_cols
+    for p in prange(n_planes):
+        encode_rows(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi,
+                    p * n_rows, (p + 1) * n_rows, out[p * plane : (p + 1) * plane])
 
 
 _encode_par, _encode_ser = pjit(_encode_kernel)
@@ -119,14 +136,14 @@ def _decode_kernel(res, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo
     n_planes, n_rows, n_cols = k.shape
     n_stacks = n_planes // nz
     for s in prange(n_stacks):
-        acc = np.empty(n_cols, np.int64)
+        acc = np.empty(n_cols, inter_c.dtype)
         n_bad = 0
         for p in range(s * nz, (s + 1) * nz):
             has_prev = (p % nz) != 0
             taps = inter if has_prev else intra
             coefs = inter_c if has_prev else intra_c
             shift = inter_s if has_prev else intra_s
-            rnd = np.int64(1) << (shift - 1) if shift > 0 else np.int64(0)
+            rnd = coefs.dtype.type(1 << (shift - 1) if shift > 0 else 0)
             dymin, dymax, dxmin, dxmax = _reach(taps)
             x0 = -dxmin
             x1 = n_cols - dxmax
@@ -197,12 +214,31 @@ def _decode_kernel(res, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo
 _decode_par, _decode_ser = pjit(_decode_kernel)
 
 
+def accumulator_dtype(intra, inter, lo, hi) -> np.dtype:
+    """int32 when no prediction sum of values in ``[lo, hi]`` can overflow it, else int64."""
+    reach = max(abs(int(lo)), abs(int(hi)))
+    worst = max(
+        int(np.abs(c.astype(np.int64)).sum()) * reach + (1 << max(int(s), 0))
+        for _, c, s in (intra, inter)
+    )
+    return np.dtype(np.int32) if worst < 2**31 else np.dtype(np.int64)
+
+
+def with_accumulator(intra, inter, lo, hi):
+    acc = accumulator_dtype(intra, inter, lo, hi)
+    return (
+        (intra[0], intra[1].astype(acc), intra[2]),
+        (inter[0], inter[1].astype(acc), inter[2]),
+    )
+
+
 def predict_encode(k, nz, intra, inter, lo, hi, *, parallel=True, out=None):
     """Zig-zagged residuals (uint32, flat) of ``k`` (3-D, any integer dtype) under a predictor pair.
 
     ``intra``/``inter`` are ``(taps int32 (T, 3), coefs int64 (T,), shift)`` triples.
     """
     out = np.empty(k.size, np.uint32) if out is None else out
+    intra, inter = with_accumulator(intra, inter, lo, hi)
     kernel = _encode_par if parallel else _encode_ser
     kernel(k, nz, intra[0], intra[1], intra[2], inter[0], inter[1], inter[2], lo, hi, out)
     return out
@@ -217,6 +253,7 @@ def predict_decode(
     """
     k = np.empty(shape, dtype) if out is None else out.reshape(shape)
     bad = np.zeros(max(shape[0] // nz, 1), np.int64)
+    intra, inter = with_accumulator(intra, inter, lo, hi)
     kernel = _decode_par if parallel else _decode_ser
     kernel(res, nz, intra[0], intra[1], intra[2], inter[0], inter[1], inter[2], lo, hi, k, bad)
     if bad.any():
