@@ -13,7 +13,7 @@ from .errors import BigcompError, CorruptChunkError, ParameterError, Unsupported
 from .format import ChunkHeader, pack_chunk, unpack_chunk
 from .kernels import _coders
 from .kernels._dpcm import FRACTION_BITS, dpcm_decode, dpcm_encode
-from .kernels._fused import encode_fast_fused
+from .kernels._fused import decode_fast_fused, encode_fast_fused
 from .kernels._lookup import lookup
 from .kernels._numba import use_parallel
 from .kernels._predict import predict_decode, predict_encode
@@ -259,8 +259,12 @@ def decode_chunk(buf, out: np.ndarray | None = None) -> np.ndarray:
     n = int(np.prod(header.shape))
     dtype = header.dtype
     parallel = use_parallel() and n >= PARALLEL_MIN_SIZE
+    # qp order + fast coder: unpacking is fused with prediction (no symbol array)
+    fused = n > 0 and header.coder == "fast" and (header.mode == "lossless" or header.order == "qp")
     try:
-        if header.coder == "fast":
+        if fused:
+            symbols = None
+        elif header.coder == "fast":
             symbols = _coders.decode_fast(payload, n, parallel=parallel)
         else:
             symbols = _coders.decode_max(payload, n, shape3[2], parallel=parallel)
@@ -283,12 +287,15 @@ def decode_chunk(buf, out: np.ndarray | None = None) -> np.ndarray:
         if intra[0].size == 0:
             raise CorruptChunkError("corrupt bigcomp chunk: no predictor taps")
         k_dtype = dtype if dtype.kind == "u" else np.dtype(np.int32)
+        # lossless: k is the result; lossy: an intermediate, kept in scratch
+        k_out = None if header.mode == "lossless" else scratch("k", n, k_dtype)
         try:
-            k = predict_decode(
-                symbols, shape3, nz, intra, inter, lo, hi, dtype=k_dtype, parallel=parallel,
-                # lossless: k is the result; lossy: an intermediate, kept in scratch
-                out=None if header.mode == "lossless" else scratch("k", n, k_dtype),
-            )
+            if fused:
+                k = decode_fast_fused(payload, shape3, nz, intra, inter, lo, hi, dtype=k_dtype,
+                                      parallel=parallel, out=k_out)
+            else:
+                k = predict_decode(symbols, shape3, nz, intra, inter, lo, hi, dtype=k_dtype,
+                                   parallel=parallel, out=k_out)
         except ValueError as exc:
             raise CorruptChunkError(str(exc)) from exc
         if header.mode == "lossless":

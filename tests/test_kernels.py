@@ -121,6 +121,27 @@ def test_fused_fast_equals_predict_then_pack(k, nz, intra, inter, parallel, grou
     finally:
         _fused.GROUP_PIXELS = saved
     assert got.tobytes() == expected
+    _fused.GROUP_PIXELS = group
+    try:
+        back = _fused.decode_fast_fused(got, k.shape, nz, intra.as_arrays(), inter.as_arrays(),
+                                        0, 300, dtype=np.uint16, parallel=parallel)
+    finally:
+        _fused.GROUP_PIXELS = saved
+    np.testing.assert_array_equal(back, k)
+
+
+def test_fused_fast_decode_detects_corruption():
+    k = RNG.integers(0, 300, (2, 9, 7)).astype(np.uint16)  # 126 symbols: last block padded
+    args = (2, FIXED_INTRA["b3d"].as_arrays(), FIXED_INTER["avg3d"].as_arrays(), 0, 300)
+    payload = _fused.encode_fast_fused(k, *args, parallel=False)
+    with pytest.raises(ValueError, match="expected"):
+        _fused.decode_fast_fused(payload[:-4], k.shape, *args, dtype=np.uint16)
+    padded = payload.copy()
+    padded[-1] |= 0x80  # a padding bit of the last block (its 2 padding symbols are zero)
+    with pytest.raises(ValueError, match="padding"):
+        _fused.decode_fast_fused(padded, k.shape, *args, dtype=np.uint16)
+    with pytest.raises(ValueError, match="out of range"):  # values above the announced hi
+        _fused.decode_fast_fused(payload, k.shape, 2, *args[1:3], 0, 200, dtype=np.uint16)
 
 
 @pytest.mark.parametrize("parallel", [True, False])

@@ -267,6 +267,28 @@ def encode_fast(symbols: np.ndarray, *, parallel: bool | None = None) -> bytes:
     return out.tobytes()
 
 
+def fast_layout(payload, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Check a ``fast`` payload of ``n`` symbols against the sizes it announces; return its
+    block widths (uint8) and words (uint32). Raises ``ValueError`` when it is inconsistent."""
+    buf = _as_u8(payload)
+    n = int(n)
+    if n < 0:
+        raise ValueError("n must be >= 0")
+    nblk = -(-n // 32)
+    head = -(-nblk // 4) * 4
+    if buf.size < head:
+        raise _corrupt("fast payload shorter than its block widths")
+    widths = buf[:nblk]
+    if nblk and int(widths.max()) > 32:
+        raise _corrupt("fast block width > 32")
+    if buf[nblk:head].any():
+        raise _corrupt("nonzero padding")
+    nwords = int(widths.sum(dtype=np.int64))
+    if buf.size != head + 4 * nwords:
+        raise _corrupt(f"fast payload has {buf.size} bytes, expected {head + 4 * nwords} for n={n}")
+    return widths, _aligned(buf[head:].view(np.uint32))
+
+
 def decode_fast(
     payload: bytes | memoryview | np.ndarray, n: int, *, parallel: bool | None = None
 ) -> np.ndarray:
@@ -289,26 +311,12 @@ def decode_fast(
     ValueError
         If the payload is inconsistent with ``n`` or detectably corrupt.
     """
-    buf = _as_u8(payload)
+    widths, words = fast_layout(payload, n)
     n = int(n)
-    if n < 0:
-        raise ValueError("n must be >= 0")
-    nblk = -(-n // 32)
-    head = -(-nblk // 4) * 4
-    if buf.size < head:
-        raise _corrupt("fast payload shorter than its block widths")
-    widths = buf[:nblk]
-    if nblk and int(widths.max()) > 32:
-        raise _corrupt("fast block width > 32")
-    if buf[nblk:head].any():
-        raise _corrupt("nonzero padding")
+    nblk = widths.size
     offs = _offsets(widths)
-    nwords = int(offs[-1]) + int(widths[-1]) if nblk else 0
-    if buf.size != head + 4 * nwords:
-        raise _corrupt(f"fast payload has {buf.size} bytes, expected {head + 4 * nwords} for n={n}")
     out = np.empty(n, np.uint32)
     err = np.zeros(-(-nblk // _GROUP), np.int64)
-    words = _aligned(buf[head:].view(np.uint32))
     par = use_parallel() if parallel is None else parallel
     (_unpack_p if par else _unpack_s)(widths, offs, words, out, err)
     if err.any():

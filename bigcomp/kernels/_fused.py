@@ -1,11 +1,13 @@
-"""Prediction fused with the ``fast`` coder: one pass from bin indices to the packed payload.
+"""Prediction fused with the ``fast`` coder: residuals never make a round trip through memory.
 
-The unfused path writes every residual (4 bytes per pixel) to memory, then reads them twice
-(block widths, packing). Here the rows are cut into *groups* of about 64 Ki pixels that start on
-a 32-symbol block boundary; each group predicts its rows into a residual buffer, and while those
-residuals are still in cache computes its block widths and packs them into its own region of a
-word buffer. A second pass concatenates the groups' words. The payload is byte-for-byte the one
-of ``encode_fast(predict_encode(...))`` (format in :mod:`bigcomp.kernels._coders`).
+The unfused path writes every residual (4 bytes per pixel) to memory and reads it back (twice
+when encoding: block widths, packing). Here the rows are cut into *groups* of about 32 Ki
+pixels. Encoding: each group (starting on a 32-symbol block boundary) predicts its rows into a
+small per-worker buffer and, while those residuals are in cache, computes its block widths and
+packs them into its own region of a word buffer; a second pass concatenates the groups' words.
+Decoding: each stack (in parallel) unpacks the blocks of one group of rows into a small buffer
+and reconstructs those rows. The payload is byte-for-byte ``encode_fast(predict_encode(...))``
+(format in :mod:`bigcomp.kernels._coders`).
 """
 
 from __future__ import annotations
@@ -16,12 +18,20 @@ import numba
 import numpy as np
 from numba import prange
 
-from ._coders import _offsets_range, _pack_range, _widths_range
-from ._numba import pjit
-from ._predict import encode_rows, with_accumulator
+from ._coders import (
+    _corrupt,
+    _offsets,
+    _offsets_range,
+    _pack_range,
+    _unpack_range,
+    _widths_range,
+    fast_layout,
+)
+from ._numba import jit, pjit
+from ._predict import decode_rows, encode_rows, with_accumulator
 from ._scratch import scratch
 
-__all__ = ["encode_fast_fused"]
+__all__ = ["decode_fast_fused", "encode_fast_fused"]
 
 GROUP_PIXELS = 1 << 15
 
@@ -102,3 +112,72 @@ def encode_fast_fused(k, nz, intra, inter, lo, hi, *, parallel=True) -> np.ndarr
         words, rows_per_group, n_cols, group_start, group_words, out[head:].view(np.uint32)
     )
     return out
+
+
+@jit
+def _unpack_blocks(widths, offs, words, b0, b1, buf):
+    """Unpack whole blocks ``b0 <= b < b1`` into ``buf`` (block ``b`` at ``32 * (b - b0)``)."""
+    for b in range(b0, b1):
+        w = offs[b]
+        nb = np.int64(widths[b])
+        mask = (np.int64(1) << nb) - 1
+        acc = np.int64(0)
+        nacc = 0
+        o = buf[32 * (b - b0) : 32 * (b - b0) + 32]
+        for j in range(32):
+            if nacc < nb:
+                acc |= np.int64(words[w]) << nacc
+                w += 1
+                nacc += 32
+            o[j] = np.uint32(acc & mask)
+            acc >>= nb
+            nacc -= nb
+
+
+def _fused_decode_kernel(widths, offs, words, nz, intra, intra_c, intra_s, inter, inter_c,
+                         inter_s, lo, hi, rows_per_group, k, bad):
+    n_planes, n_rows, n_cols = k.shape
+    rows = nz * n_rows  # rows per stack
+    for s in prange(n_planes // nz):
+        buf = np.empty(rows_per_group * n_cols + 64, np.uint32)
+        n_bad = 0
+        for r0 in range(s * rows, (s + 1) * rows, rows_per_group):
+            r1 = min((s + 1) * rows, r0 + rows_per_group)
+            b0 = r0 * n_cols // 32
+            b1 = (r1 * n_cols + 31) // 32
+            _unpack_blocks(widths, offs, words, b0, b1, buf)
+            skip = r0 * n_cols - 32 * b0
+            n_bad += decode_rows(buf[skip : skip + (r1 - r0) * n_cols], nz, intra, intra_c,
+                                 intra_s, inter, inter_c, inter_s, lo, hi, r0, r1, k)
+        bad[s] = n_bad
+
+
+_fdec_p, _fdec_s = pjit(_fused_decode_kernel)
+
+
+def decode_fast_fused(payload, shape, nz, intra, inter, lo, hi, *, dtype, parallel=True,
+                      out=None) -> np.ndarray:
+    """Inverse of :func:`encode_fast_fused`: the array of ``shape`` (3-D) and ``dtype``.
+
+    Raises ``ValueError`` for a payload inconsistent with ``shape`` or corrupt (values outside
+    ``[lo, hi]``, nonzero padding).
+    """
+    n = int(np.prod(shape))
+    widths, words = fast_layout(payload, n)
+    k = np.empty(shape, dtype) if out is None else out.reshape(shape)
+    if n == 0:
+        return k
+    offs = _offsets(widths)
+    last = np.empty(n - 32 * (widths.size - 1), np.uint32)
+    if _unpack_range(widths[-1:], offs[-1:], words, last):
+        raise _corrupt("nonzero padding in the last block")
+    intra, inter = with_accumulator(intra, inter, lo, hi)
+    bad = np.zeros(max(shape[0] // nz, 1), np.int64)
+    rows_per_group = max(1, GROUP_PIXELS // max(shape[2], 1))
+    (_fdec_p if parallel else _fdec_s)(
+        widths, offs, words, nz, intra[0], intra[1], intra[2], inter[0], inter[1], inter[2],
+        lo, hi, rows_per_group, k, bad,
+    )
+    if bad.any():
+        raise ValueError(f"corrupt bigcomp payload: {int(bad.sum())} values out of range")
+    return k

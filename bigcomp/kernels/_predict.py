@@ -132,83 +132,93 @@ def _encode_kernel(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, 
 _encode_par, _encode_ser = pjit(_encode_kernel)
 
 
-def _decode_kernel(res, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, k, bad):
-    n_planes, n_rows, n_cols = k.shape
-    n_stacks = n_planes // nz
-    for s in prange(n_stacks):
-        acc = np.empty(n_cols, inter_c.dtype)
-        n_bad = 0
-        for p in range(s * nz, (s + 1) * nz):
-            has_prev = (p % nz) != 0
-            taps = inter if has_prev else intra
-            coefs = inter_c if has_prev else intra_c
-            shift = inter_s if has_prev else intra_s
-            rnd = coefs.dtype.type(1 << (shift - 1) if shift > 0 else 0)
-            dymin, dymax, dxmin, dxmax = _reach(taps)
-            x0 = -dxmin
-            x1 = n_cols - dxmax
-            base = p * n_rows * n_cols
-            c1, c2, c3, generic = _west_coefs(taps, coefs)
-            for y in range(n_rows):
-                row = base + y * n_cols
-                inner = y + dymin >= 0 and y + dymax < n_rows and x1 > x0
-                # left border, sequential fallback
-                xa = x0 if inner else n_cols
-                for x in range(min(xa, n_cols)):
-                    z = np.int64(res[row + x])
-                    v = _fallback(k, p, y, x, has_prev, lo) + ((z >> 1) ^ -(z & 1))
-                    n_bad += v < lo or v > hi
-                    k[p, y, x] = v
-                if not inner:
-                    continue
-                # taps that do not read the current row: vectorisable (0-based views)
-                n = x1 - x0
-                accv = acc[x0:x1]
+@jit
+def decode_rows(res, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, r0, r1, k):
+    """Decode the global rows ``r0 <= r < r1`` of ``k`` (in order; rows before ``r0`` of the
+    same stack already decoded) from ``res`` (flat, 0-based: pixel ``(r, x)`` at ``(r - r0) *
+    cols + x``). Returns the number of values outside ``[lo, hi]``."""
+    _, n_rows, n_cols = k.shape
+    acc = np.empty(n_cols, inter_c.dtype)
+    n_bad = 0
+    for g in range(r0, r1):
+        p = g // n_rows
+        y = g - p * n_rows
+        has_prev = (p % nz) != 0
+        taps = inter if has_prev else intra
+        coefs = inter_c if has_prev else intra_c
+        shift = inter_s if has_prev else intra_s
+        rnd = coefs.dtype.type(1 << (shift - 1) if shift > 0 else 0)
+        dymin, dymax, dxmin, dxmax = _reach(taps)
+        x0 = -dxmin
+        x1 = n_cols - dxmax
+        c1, c2, c3, generic = _west_coefs(taps, coefs)
+        row = (g - r0) * n_cols
+        inner = y + dymin >= 0 and y + dymax < n_rows and x1 > x0
+        # left border, sequential fallback
+        xa = x0 if inner else n_cols
+        for x in range(min(xa, n_cols)):
+            z = np.int64(res[row + x])
+            v = _fallback(k, p, y, x, has_prev, lo) + ((z >> 1) ^ -(z & 1))
+            n_bad += v < lo or v > hi
+            k[p, y, x] = v
+        if not inner:
+            continue
+        # taps that do not read the current row: vectorisable (0-based views)
+        n = x1 - x0
+        accv = acc[x0:x1]
+        for i in range(n):
+            accv[i] = rnd
+        for t in range(taps.shape[0]):
+            if taps[t, 0] == 0 and taps[t, 1] == 0:
+                continue
+            c = coefs[t]
+            dx = taps[t, 2]
+            src = k[p + taps[t, 0], y + taps[t, 1], x0 + dx : x1 + dx]
+            if c == 1:  # the fixed averages: additions only
                 for i in range(n):
-                    accv[i] = rnd
+                    accv[i] += src[i]
+            else:
+                for i in range(n):
+                    accv[i] += c * src[i]
+        # taps on the current row (west neighbours): sequential, values kept in registers
+        cur = k[p, y]
+        if generic:
+            for x in range(x0, x1):
+                a = acc[x]
                 for t in range(taps.shape[0]):
                     if taps[t, 0] == 0 and taps[t, 1] == 0:
-                        continue
-                    c = coefs[t]
-                    dx = taps[t, 2]
-                    src = k[p + taps[t, 0], y + taps[t, 1], x0 + dx : x1 + dx]
-                    if c == 1:  # the fixed averages: additions only
-                        for i in range(n):
-                            accv[i] += src[i]
-                    else:
-                        for i in range(n):
-                            accv[i] += c * src[i]
-                # taps on the current row (west neighbours): sequential, values kept in registers
-                cur = k[p, y]
-                if generic:
-                    for x in range(x0, x1):
-                        a = acc[x]
-                        for t in range(taps.shape[0]):
-                            if taps[t, 0] == 0 and taps[t, 1] == 0:
-                                a += coefs[t] * cur[x + taps[t, 2]]
-                        z = np.int64(res[row + x])
-                        v = min(max(a >> shift, lo), hi) + ((z >> 1) ^ -(z & 1))
-                        n_bad += v < lo or v > hi
-                        cur[x] = v
-                else:
-                    w1 = np.int64(cur[x0 - 1]) if x0 >= 1 else np.int64(0)
-                    w2 = np.int64(cur[x0 - 2]) if x0 >= 2 else np.int64(0)
-                    w3 = np.int64(cur[x0 - 3]) if x0 >= 3 else np.int64(0)
-                    for x in range(x0, x1):
-                        a = acc[x] + c1 * w1 + c2 * w2 + c3 * w3
-                        z = np.int64(res[row + x])
-                        v = min(max(a >> shift, lo), hi) + ((z >> 1) ^ -(z & 1))
-                        n_bad += v < lo or v > hi
-                        cur[x] = v
-                        w3 = w2
-                        w2 = w1
-                        w1 = v
-                for x in range(x1, n_cols):
-                    z = np.int64(res[row + x])
-                    v = _fallback(k, p, y, x, has_prev, lo) + ((z >> 1) ^ -(z & 1))
-                    n_bad += v < lo or v > hi
-                    cur[x] = v
-        bad[s] = n_bad
+                        a += coefs[t] * cur[x + taps[t, 2]]
+                z = np.int64(res[row + x])
+                v = min(max(a >> shift, lo), hi) + ((z >> 1) ^ -(z & 1))
+                n_bad += v < lo or v > hi
+                cur[x] = v
+        else:
+            w1 = np.int64(cur[x0 - 1]) if x0 >= 1 else np.int64(0)
+            w2 = np.int64(cur[x0 - 2]) if x0 >= 2 else np.int64(0)
+            w3 = np.int64(cur[x0 - 3]) if x0 >= 3 else np.int64(0)
+            for x in range(x0, x1):
+                a = acc[x] + c1 * w1 + c2 * w2 + c3 * w3
+                z = np.int64(res[row + x])
+                v = min(max(a >> shift, lo), hi) + ((z >> 1) ^ -(z & 1))
+                n_bad += v < lo or v > hi
+                cur[x] = v
+                w3 = w2
+                w2 = w1
+                w1 = v
+        for x in range(x1, n_cols):
+            z = np.int64(res[row + x])
+            v = _fallback(k, p, y, x, has_prev, lo) + ((z >> 1) ^ -(z & 1))
+            n_bad += v < lo or v > hi
+            cur[x] = v
+    return n_bad
+
+
+def _decode_kernel(res, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, k, bad):
+    n_planes, n_rows, n_cols = k.shape
+    rows = nz * n_rows  # rows per stack
+    for s in prange(n_planes // nz):
+        bad[s] = decode_rows(res[s * rows * n_cols : (s + 1) * rows * n_cols], nz, intra, intra_c,
+                             intra_s, inter, inter_c, inter_s, lo, hi, s * rows, (s + 1) * rows, k)
 
 
 _decode_par, _decode_ser = pjit(_decode_kernel)
