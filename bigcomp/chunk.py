@@ -267,7 +267,8 @@ def decode_chunk(buf, out: np.ndarray | None = None) -> np.ndarray:
         elif header.coder == "fast":
             symbols = _coders.decode_fast(payload, n, parallel=parallel)
         else:
-            symbols = _coders.decode_max(payload, n, shape3[2], parallel=parallel)
+            symbols = _coders.decode_max(payload, n, shape3[2], parallel=parallel,
+                                         out=scratch("residuals", n, np.uint32))
     except ValueError as exc:
         raise CorruptChunkError(f"corrupt bigcomp chunk: {exc}") from exc
     cam, lo, hi = decoding_parameters(header)

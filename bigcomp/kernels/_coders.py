@@ -75,6 +75,7 @@ from numba import prange
 
 from . import _rans as R
 from ._numba import jit, pjit, use_parallel
+from ._scratch import scratch
 
 __all__ = ["decode_fast", "decode_max", "encode_fast", "encode_max"]
 
@@ -355,10 +356,11 @@ def encode_max(
     rows = max(1, R.SEG_TARGET // rl)
     seg_len = min(rows * rl, n)
     nseg = -(-n // seg_len)
-    toks = np.empty(n, np.uint8)
-    keys = np.empty(n, np.uint16)
+    # intermediates in per-thread scratch: fresh arrays would cost a page fault per 4 KiB
+    toks = scratch("max_tokens", n, np.uint8)
+    keys = scratch("max_keys", n, np.uint16)
     hist = np.zeros((nseg, R.NCTX * R.NTOK), np.int64)
-    ext = np.empty(n + nseg, np.uint32)
+    ext = scratch("max_extra", n + nseg, np.uint32)
     ext_cnt = np.empty(nseg, np.int64)
     (R._enc_pass1_par if par else R._enc_pass1_ser)(sym, rl, seg_len, toks, keys, hist, ext, ext_cnt)
     counts = hist.sum(axis=0).reshape(R.NCTX, R.NTOK)
@@ -369,7 +371,7 @@ def encode_max(
     R.normalize(tcounts, freqs)
     tabs = [np.zeros(R.NCTX * R.NTOK, np.uint64) for _ in range(5)]
     R.enc_tables(freqs[table], *tabs)
-    rbuf = np.empty(n + 2 * R.NLANES * nseg, np.uint16)
+    rbuf = scratch("max_rans", n + 2 * R.NLANES * nseg, np.uint16)
     rstart = np.empty(nseg, np.int64)
     rcnt = np.empty(nseg, np.int64)
     (R._enc_pass2_par if par else R._enc_pass2_ser)(keys, seg_len, *tabs, rbuf, rstart, rcnt)
@@ -395,7 +397,7 @@ _DEC_ERRORS = {
 
 def decode_max(
     payload: bytes | memoryview | np.ndarray, n: int, row_length: int, *,
-    parallel: bool | None = None,
+    parallel: bool | None = None, out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Decode a payload of :func:`encode_max`.
 
@@ -407,6 +409,8 @@ def decode_max(
         Number of symbols that were encoded.
     row_length : int
         The ``row_length`` given to :func:`encode_max`.
+    out : numpy.ndarray, optional
+        1-D ``uint32`` array of length ``n`` to decode into.
 
     Returns
     -------
@@ -427,10 +431,11 @@ def decode_max(
             raise _corrupt("nonempty payload for n=0")
         return np.empty(0, np.uint32)
     lay = parse_max(buf, n, rl)
+    out = np.empty(n, np.uint32) if out is None else out
     if lay.constant is not None:
-        return np.full(n, lay.constant, np.uint32)
-    toks = np.empty(n, np.uint8)
-    out = np.empty(n, np.uint32)
+        out[...] = lay.constant
+        return out
+    toks = scratch("max_tokens", n, np.uint8)
     err = np.zeros(lay.nseg, np.int64)
     par = use_parallel() if parallel is None else parallel
     kernel = R._dec_par if par else R._dec_ser

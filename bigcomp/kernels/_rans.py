@@ -128,10 +128,12 @@ def _enc_seg2(keys, xmax, rcp, shift, bias, cmpl, rbuf):
         k = keys[i]
         lane = (i - a) & (NLANES - 1)
         x = st[lane]
-        if x >= xmax[k]:
-            p -= 1
-            rbuf[p] = np.uint16(x & np.uint64(0xFFFF))
-            x >>= np.uint64(16)
+        # branchless renormalisation: the word is written below the stream either way and is
+        # kept only when the stream grows (else the next word or the final states overwrite it)
+        r = np.uint64(x >= xmax[k])
+        rbuf[p - 1] = np.uint16(x & np.uint64(0xFFFF))
+        p -= np.int64(r)
+        x >>= r << np.uint64(4)
         q = (x + ((x * rcp[k]) >> np.uint64(32))) >> shift[k]
         st[lane] = x + bias[k] + q * cmpl[k]
     for lane in range(NLANES - 1, -1, -1):
