@@ -70,11 +70,56 @@ def _west_coefs(taps, coefs):
 
 
 @jit
+def _vector_taps(taps, skip_current_row):
+    """Indices of the taps summed row-wise (all, or those not on the current row)."""
+    sel = np.empty(taps.shape[0], np.int64)
+    m = 0
+    for t in range(taps.shape[0]):
+        if not (skip_current_row and taps[t, 0] == 0 and taps[t, 1] == 0):
+            sel[m] = t
+            m += 1
+    return sel[:m]
+
+
+@jit
+def _row_sum(accv, k, p, y, x0, taps, coefs, sel, rnd):
+    """``accv[i] = rnd + sum_t c_t * k[p + dp_t, y + dy_t, x0 + i + dx_t]`` over the taps
+    ``sel``, four taps per pass (fewer loads and stores of ``accv``); vectorised."""
+    n = accv.size
+    for i in range(n):
+        accv[i] = rnd
+    j = 0
+    while j + 4 <= sel.size:
+        t0, t1, t2, t3 = sel[j], sel[j + 1], sel[j + 2], sel[j + 3]
+        c0, c1, c2, c3 = coefs[t0], coefs[t1], coefs[t2], coefs[t3]
+        a0 = x0 + taps[t0, 2]
+        a1 = x0 + taps[t1, 2]
+        a2 = x0 + taps[t2, 2]
+        a3 = x0 + taps[t3, 2]
+        s0 = k[p + taps[t0, 0], y + taps[t0, 1], a0 : a0 + n]
+        s1 = k[p + taps[t1, 0], y + taps[t1, 1], a1 : a1 + n]
+        s2 = k[p + taps[t2, 0], y + taps[t2, 1], a2 : a2 + n]
+        s3 = k[p + taps[t3, 0], y + taps[t3, 1], a3 : a3 + n]
+        for i in range(n):
+            accv[i] += c0 * s0[i] + c1 * s1[i] + c2 * s2[i] + c3 * s3[i]
+        j += 4
+    for j in range(j, sel.size):
+        t = sel[j]
+        c = coefs[t]
+        a = x0 + taps[t, 2]
+        src = k[p + taps[t, 0], y + taps[t, 1], a : a + n]
+        for i in range(n):
+            accv[i] += c * src[i]
+
+
+@jit
 def encode_rows(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, r0, r1, out):
     """Residuals of the global rows ``r0 <= r < r1`` (row ``r`` = plane ``r // rows``, row
     ``r % rows``) into ``out`` (flat, 0-based: pixel ``(r, x)`` at ``(r - r0) * cols + x``)."""
     _, n_rows, n_cols = k.shape
     acc = np.empty(n_cols, inter_c.dtype)
+    sel_intra = _vector_taps(intra, False)
+    sel_inter = _vector_taps(inter, False)
     for g in range(r0, r1):
         p = g // n_rows
         y = g - p * n_rows
@@ -92,18 +137,7 @@ def encode_rows(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi,
             # 0-based views: numba drops negative-index checks and vectorises
             n = x1 - x0
             accv = acc[x0:x1]
-            for i in range(n):
-                accv[i] = rnd
-            for t in range(taps.shape[0]):
-                c = coefs[t]
-                dx = taps[t, 2]
-                src = k[p + taps[t, 0], y + taps[t, 1], x0 + dx : x1 + dx]
-                if c == 1:  # the fixed averages: additions only
-                    for i in range(n):
-                        accv[i] += src[i]
-                else:
-                    for i in range(n):
-                        accv[i] += c * src[i]
+            _row_sum(accv, k, p, y, x0, taps, coefs, sel_inter if has_prev else sel_intra, rnd)
             kv = k[p, y, x0:x1]
             outv = out[row + x0 : row + x1]
             for i in range(n):
@@ -139,6 +173,8 @@ def decode_rows(res, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, h
     cols + x``). Returns the number of values outside ``[lo, hi]``."""
     _, n_rows, n_cols = k.shape
     acc = np.empty(n_cols, inter_c.dtype)
+    sel_intra = _vector_taps(intra, True)
+    sel_inter = _vector_taps(inter, True)
     n_bad = 0
     for g in range(r0, r1):
         p = g // n_rows
@@ -164,22 +200,8 @@ def decode_rows(res, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, h
         if not inner:
             continue
         # taps that do not read the current row: vectorisable (0-based views)
-        n = x1 - x0
-        accv = acc[x0:x1]
-        for i in range(n):
-            accv[i] = rnd
-        for t in range(taps.shape[0]):
-            if taps[t, 0] == 0 and taps[t, 1] == 0:
-                continue
-            c = coefs[t]
-            dx = taps[t, 2]
-            src = k[p + taps[t, 0], y + taps[t, 1], x0 + dx : x1 + dx]
-            if c == 1:  # the fixed averages: additions only
-                for i in range(n):
-                    accv[i] += src[i]
-            else:
-                for i in range(n):
-                    accv[i] += c * src[i]
+        _row_sum(acc[x0:x1], k, p, y, x0, taps, coefs, sel_inter if has_prev else sel_intra,
+                 rnd)
         # taps on the current row (west neighbours): sequential, values kept in registers
         cur = k[p, y]
         if generic:
