@@ -103,8 +103,8 @@ def _row_sum(accv, k, p, y, x0, taps, coefs, sel, rnd):
         for i in range(n):
             accv[i] += c0 * s0[i] + c1 * s1[i] + c2 * s2[i] + c3 * s3[i]
         j += 4
-    for j in range(j, sel.size):
-        t = sel[j]
+    for rest in range(j, sel.size):
+        t = sel[rest]
         c = coefs[t]
         a = x0 + taps[t, 2]
         src = k[p + taps[t, 0], y + taps[t, 1], a : a + n]
