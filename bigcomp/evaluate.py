@@ -245,12 +245,32 @@ def _spot_table(spots: np.ndarray, region: tuple[slice, ...], shape: tuple[int, 
     return s
 
 
+def _truth_localisation(truth: np.ndarray, det_orig: np.ndarray, det: np.ndarray,
+                        err_orig: dict[str, float], *, radius: float, nlead: int,
+                        n_boot: int) -> dict[str, float]:
+    """Table columns comparing decoded and original localisation against ground truth."""
+    from . import metrics
+
+    lt = metrics.localisation_error(truth, det, radius=radius, nlead=nlead)
+    pc = metrics.paired_localisation_change(truth, det_orig, det, radius=radius, nlead=nlead,
+                                            n_boot=n_boot)
+    return {"loc_rmse_px": lt["rmse"], "recall": lt["recall"], "loc_pairs": pc["pairs"],
+            "loc_change_pct": pc["change_pct"], "loc_change_ci_low": pc["ci_low"],
+            "loc_change_ci_high": pc["ci_high"],
+            "loc_median_change_pct": pc["median_change_pct"],
+            "loc_median_ci_low": pc["median_ci_low"],
+            "loc_median_ci_high": pc["median_ci_high"],
+            "loc_shift_change_pct": pc["shift_change_pct"],
+            "loc_change_unpaired_pct": 100 * (lt["rmse"] / err_orig["rmse"] - 1)}
+
+
 def run_evaluation(data: Any, *, camera: CameraModel | None = None,
                    modes: Sequence[str] = DEFAULT_MODES, peers: Sequence[str] = DEFAULT_PEERS,
                    truth: Any = None, spots: Any = None, region: Any = None,
                    chunks: Sequence[int] | None = None, psf_sigma: float = 1.3,
                    segment_sigma: float = 2.0, threshold: float | str = "otsu",
-                   match_radius: float = 1.0) -> Evaluation:
+                   per_image_threshold: bool = False, match_radius: float = 1.0,
+                   n_boot: int = 2000) -> Evaluation:
     """Like :func:`evaluate`, but returns the table plus the curves used by the plots."""
     import pandas as pd
 
@@ -307,17 +327,17 @@ def run_evaluation(data: Any, *, camera: CameraModel | None = None,
                    frc_min=float(np.nanmin(frc)))
         if segment_sigma:
             seg = metrics.segmentation_agreement(x, dec, sigma=segment_sigma,
-                                                 threshold=threshold)
+                                                 threshold=threshold,
+                                                 per_image=per_image_threshold)
             row.update(dice=seg["dice"], iou=seg["iou"])
         if do_spots:
             det = metrics.detect_spots(dec, camera=camera, psf_sigma=psf_sigma)
             le = metrics.localisation_error(det_orig, det, radius=match_radius, nlead=nlead)
             row.update(spots=len(det), loc_shift_px=le["rmse"], spot_jaccard=le["jaccard"])
             if err_orig is not None:
-                lt = metrics.localisation_error(truth_spots, det, radius=match_radius,
-                                                nlead=nlead)
-                row.update(loc_rmse_px=lt["rmse"], recall=lt["recall"],
-                           loc_change_pct=100 * (lt["rmse"] / err_orig["rmse"] - 1))
+                row.update(_truth_localisation(truth_spots, det_orig, det, err_orig,
+                                               radius=match_radius, nlead=nlead,
+                                               n_boot=n_boot))
         if t is not None:
             row.update(noise_excess=ps["truth_rms_ratio"], truth_rms_sigma=ps["truth_rms_sigma"])
             noise_rms = ps["noise_rms_sigma"]
@@ -364,8 +384,11 @@ def evaluate(data: Any, *, camera: CameraModel | None = None,
         Report title.
     **options
         ``chunks``, ``psf_sigma`` (1.3), ``segment_sigma`` (2.0; 0 skips segmentation),
-        ``threshold`` ("otsu" or a number), ``match_radius`` (1.0 px); see
-        :func:`run_evaluation`.
+        ``threshold`` ("otsu", "li", "triangle" or a number; an automatic threshold is
+        computed on the original and applied to both), ``per_image_threshold`` (False; True
+        computes it on each array, see :func:`bigcomp.metrics.segmentation_agreement`),
+        ``match_radius`` (1.0 px), ``n_boot`` (2000 bootstrap resamples for the
+        localisation CI); see :func:`run_evaluation`.
 
     Returns
     -------
@@ -374,7 +397,12 @@ def evaluate(data: Any, *, camera: CameraModel | None = None,
         ``max_err_sigma``, ``mean_err_sigma``, ``rms_err_sigma``, ``correlation``,
         ``frc_min``, ``dice``, ``iou``, spot columns (``spots``, ``loc_shift_px`` — RMS shift
         of decoded vs original detections, ``spot_jaccard``, and with ground truth
-        ``loc_rmse_px``, ``recall``, ``loc_change_pct``), truth columns and ``note``.
+        ``loc_rmse_px``, ``recall``, ``loc_pairs`` — true spots found in both,
+        ``loc_change_pct`` — paired change of their RMS error with ``loc_change_ci_low`` /
+        ``_high`` (bootstrap 95 % CI), ``loc_median_change_pct`` with ``loc_median_ci_low`` /
+        ``_high``, ``loc_shift_change_pct`` and ``loc_change_unpaired_pct`` — the ratio of
+        RMS errors over all matched spots of each; see
+        :func:`bigcomp.metrics.paired_localisation_change`), truth columns and ``note``.
     """
     ev = run_evaluation(data, camera=camera, modes=modes, peers=peers, truth=truth,
                         spots=spots, region=region, **options)
@@ -397,6 +425,18 @@ def _load(path: Path) -> np.ndarray:
     raise typer.BadParameter(f"{path}: expected a .tif/.tiff or .npy file")
 
 
+def _threshold(text: str) -> float | str:
+    from .metrics.segmentation import THRESHOLDS
+
+    if text.strip().lower() in THRESHOLDS:
+        return text.strip().lower()
+    try:
+        return float(text)
+    except ValueError:
+        raise typer.BadParameter(f"--threshold: expected one of {THRESHOLDS} or a number, "
+                                 f"got {text!r}") from None
+
+
 def evaluate_command(
     input: Annotated[Path, typer.Argument(help="Raw data: .tif/.tiff or .npy.", exists=True,
                                           dir_okay=False)],
@@ -415,6 +455,12 @@ def evaluate_command(
     spots: Annotated[bool, typer.Option(help="Detect and localise spots (SMLM, "
                                              "diffraction).")] = False,
     psf_sigma: Annotated[float, typer.Option(help="PSF σ in pixels for spots.")] = 1.3,
+    threshold: Annotated[str, typer.Option(help="Segmentation threshold: otsu, li, triangle "
+                                                "or a number.")] = "otsu",
+    per_image_threshold: Annotated[bool, typer.Option(
+        "--per-image-threshold/--shared-threshold",
+        help="Compute the automatic threshold on each array, or once on the original and "
+             "apply it to both (default).")] = False,
 ) -> None:
     """Compress INPUT with each mode and peer and report what changed (PSNR, SSIM, σ error,
     Dice, localisation). Missing camera parameters are estimated from the data."""
@@ -431,6 +477,7 @@ def evaluate_command(
     table = evaluate(data, camera=camera, modes=[m for m in modes.split(",") if m.strip()],
                      peers=[p for p in peers.split(",") if p.strip()], region=region, out=out,
                      spots=True if spots else None, psf_sigma=psf_sigma,
+                     threshold=_threshold(threshold), per_image_threshold=per_image_threshold,
                      title=f"bigcomp fidelity report: {input.name}")
     from .metrics.report import markdown_table
 

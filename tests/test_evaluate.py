@@ -79,7 +79,13 @@ def test_spots_and_region():
     table = evaluate(s, modes=("lossless", "wnl:q=1"), peers=(), region="1:5,:,:")
     ll = table.loc["bigcomp lossless"]
     assert ll["loc_change_pct"] == 0.0 and ll["loc_shift_px"] == 0.0 and ll["spots"] > 5
-    assert abs(table.loc["bigcomp wnl q=1", "loc_change_pct"]) < 25
+    assert ll["loc_change_ci_low"] == 0.0 == ll["loc_change_ci_high"]
+    q1 = table.loc["bigcomp wnl q=1"]
+    assert abs(q1["loc_change_pct"]) < 25
+    assert q1["loc_change_ci_low"] <= q1["loc_change_pct"] <= q1["loc_change_ci_high"]
+    assert 0 < q1["loc_pairs"] <= ll["loc_pairs"]
+    for col in ("loc_median_change_pct", "loc_change_unpaired_pct", "loc_shift_change_pct"):
+        assert math.isfinite(q1[col]), col
 
 
 def test_parse_region_and_errors():
@@ -108,3 +114,24 @@ def test_cli_command(tmp_path, light):
     assert res.exit_code == 0, res.output
     assert "bigcomp wnl q=2" in res.output
     assert (tmp_path / "rep" / "report.md").exists()
+    res = CliRunner().invoke(app, ["evaluate", str(path), "--modes", "wnl:q=2", "--peers", "",
+                                   "--gain", "2", "--offset", "100", "--read-noise", "1.6",
+                                   "--threshold", "li", "--per-image-threshold"])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, ["evaluate", str(path), "--peers", "", "--gain", "2",
+                                   "--offset", "100", "--read-noise", "1.6",
+                                   "--threshold", "mean"])
+    assert res.exit_code != 0
+    assert "threshold" in res.output
+
+
+def test_threshold_options(light):
+    kw = {"modes": ("wnl:q=2",), "peers": ()}
+    shared = evaluate(light, **kw)
+    own = evaluate(light, per_image_threshold=True, **kw)
+    fixed = evaluate(light, threshold=150.0, **kw)
+    cam = CameraModel(light.gain, light.offset, light.read_noise)
+    back = decode_chunk(encode_chunk(light.data, q=2.0, camera=cam))
+    for table, opts in ((shared, {}), (own, {"per_image": True}), (fixed, {"threshold": 150.0})):
+        assert table.loc["bigcomp wnl q=2", "dice"] == pytest.approx(
+            metrics.segmentation_agreement(light.data, back, **opts)["dice"])

@@ -106,6 +106,49 @@ def test_segmentation_agreement():
     assert r["dice"] == pytest.approx(18 / 20, abs=0.01)  # a 20-px square moved 2 px
 
 
+def test_segmentation_threshold_shared_or_per_image():
+    ramp = np.tile(np.arange(100.0), (1, 40, 1))  # columns 0..99: Otsu splits at 49.5
+    brighter = 1.5 * ramp  # the same scene with 1.5x the contrast
+    shared = metrics.segmentation_agreement(ramp, brighter, sigma=0.0)
+    t = shared["threshold_original"]
+    assert 48 < t < 50  # a half split (on 1024 bins; 49 may fall on either side)
+    assert shared["threshold_decoded"] == t
+    n_a, n_b = int((np.arange(100) > t).sum()), int((1.5 * np.arange(100) > t).sum())
+    assert (n_a, n_b) in ((50, 66), (51, 67))  # nested column ranges
+    assert shared["dice"] == pytest.approx(2 * n_a / (n_a + n_b))
+    own = metrics.segmentation_agreement(ramp, brighter, sigma=0.0, per_image=True)
+    assert own["threshold_decoded"] == pytest.approx(1.5 * 49.5, abs=1.0)
+    assert own["dice"] == 1.0  # each threshold follows its own image
+    # a threshold between two levels: the decoded mask grows by 40 pixels, by hand
+    img = np.zeros((1, 40, 40))
+    img[:, 10:30, 10:30] = 100.0
+    dim = img.copy()
+    dim[:, 10:30, 30:32] = 60.0
+    r = metrics.segmentation_agreement(img, dim, sigma=0.0, threshold=50.0)
+    assert r["dice"] == pytest.approx(2 * 400 / (400 + 440))
+
+
+def test_auto_thresholds_on_two_level_histogram():
+    from skimage import filters
+
+    # 300 pixels at 10, 100 at 50 (+ tiny jitter so bins are not degenerate)
+    img = np.concatenate([np.full(300, 10.0), np.full(100, 50.0)]).reshape(20, 20)
+    for method in metrics.segmentation.THRESHOLDS:
+        t = metrics.auto_threshold(img, method)
+        assert 10 <= t < 50, method  # separates the two levels
+        assert metrics.mask_overlap(img > t, img > 30)["dice"] == 1.0
+    rng = np.random.default_rng(1)
+    mix = np.concatenate([rng.normal(100, 5, 4000), rng.normal(160, 15, 1000)]).reshape(50, 100)
+    ref = {"otsu": filters.threshold_otsu(mix), "li": filters.threshold_li(mix),
+           "triangle": filters.threshold_triangle(mix)}
+    width = (mix.max() - mix.min()) / 256
+    for method, expected in ref.items():  # scikit-image on the image, ours on 256 bins
+        assert metrics.auto_threshold(mix, method, bins=256) == pytest.approx(
+            expected, abs=width), method
+    with pytest.raises(ValueError, match="threshold"):
+        metrics.auto_threshold(mix, "mean")
+
+
 def _render(points: np.ndarray, shape=(2, 48, 48), sigma=1.3, photons=5000.0):
     yy, xx = np.mgrid[0:shape[1], 0:shape[2]]
     img = np.full(shape, 10.0)
@@ -144,6 +187,50 @@ def test_match_spots_is_one_to_one():
     assert r["recall"] == 0.5 and r["precision"] == 1.0
     # different planes never match
     assert len(metrics.match_spots(ref, test + [1, 0, 0])[0]) == 0
+
+
+def test_paired_localisation_change_by_hand():
+    truth = np.array([[0, 10.0, 10.0], [0, 20.0, 20.0], [1, 10.0, 10.0], [1, 30.0, 30.0]])
+    ref = truth + np.array([0, 0.3, 0.0])  # every original fit 0.3 px off in y
+    test = (truth + np.array([0, 0.0, 0.4]))[[0, 1, 2]]  # decoded: 0.4 px off in x; 4th lost
+    test = np.vstack([test, [1, 5.0, 5.0]])  # and a false detection
+    r = metrics.paired_localisation_change(truth, ref, test, n_boot=200)
+    assert (r["pairs"], r["only_ref"], r["only_test"]) == (3, 1, 0)
+    assert r["rmse_ref"] == pytest.approx(0.3)
+    assert r["rmse_test"] == pytest.approx(0.4)
+    assert r["change_pct"] == pytest.approx(100 / 3)
+    assert r["shift_rms"] == pytest.approx(0.5)  # 0.3 in y and 0.4 in x: 3-4-5
+    assert r["shift_change_pct"] == pytest.approx(100 * (math.sqrt(1 + 0.5**2 / 0.3**2) - 1))
+    # every spot changes by the same factor: the bootstrap interval collapses onto it
+    assert r["ci_low"] == pytest.approx(100 / 3)
+    assert r["ci_high"] == pytest.approx(100 / 3)
+    assert r["median_change_pct"] == pytest.approx(100 / 3)
+    none = metrics.paired_localisation_change(truth, ref, test[:0])
+    assert none["pairs"] == 0
+    assert math.isnan(none["change_pct"])
+
+
+def test_bootstrap_ci_covers_known_ratio():
+    # 2-D errors sigma 1; decoded = original + independent error of variance 0.21:
+    # RMS ratio sqrt(1.21) = 1.1, i.e. +10 %
+    rng = np.random.default_rng(7)
+    e = rng.normal(size=(3000, 2))
+    d = e + rng.normal(scale=math.sqrt(0.21), size=e.shape)
+    er, ed = np.hypot(*e.T), np.hypot(*d.T)
+
+    def change(r, t):
+        return 100 * (metrics.stats.rms(t) / metrics.stats.rms(r) - 1)
+
+    lo, hi = metrics.bootstrap_ci(change, er, ed, n_boot=500)
+    assert lo < 10.0 < hi
+    assert hi - lo < 4.0  # ~±1.5 % from 3000 pairs
+    assert metrics.bootstrap_ci(change, er, ed, n_boot=500) == (lo, hi)  # seeded
+    lo_m, hi_m = metrics.bootstrap_ci(lambda v: v.mean(axis=-1), np.arange(1000.0), n_boot=500)
+    assert lo_m < 499.5 < hi_m
+    assert hi_m - lo_m == pytest.approx(2 * 1.96 * 288.7 / 31.6, rel=0.2)  # 2·1.96·σ/√n
+    assert all(math.isnan(v) for v in metrics.bootstrap_ci(change, er[:1], ed[:1]))
+    with pytest.raises(ValueError, match="same length"):
+        metrics.bootstrap_ci(change, er, ed[:-1])
 
 
 def test_dask_equals_numpy():

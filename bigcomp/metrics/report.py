@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from ..evaluate import Evaluation
 
-__all__ = ["COLUMNS", "markdown_table", "plot_error_histograms", "plot_error_maps",
+__all__ = ["COLUMNS", "INTERVALS", "markdown_table", "plot_error_histograms", "plot_error_maps",
            "plot_frc", "plot_tradeoff", "write_report"]
 
 #: Column -> (header, format) for the tables, in display order.
@@ -28,10 +28,32 @@ COLUMNS = {
     "frc_min": ("FRC min", "{:.3f}"), "dice": ("Dice", "{:.4f}"), "iou": ("IoU", "{:.4f}"),
     "spots": ("spots", "{:.0f}"), "loc_shift_px": ("loc. shift px", "{:.3f}"),
     "spot_jaccard": ("spot Jaccard", "{:.3f}"), "loc_rmse_px": ("loc. RMSE px", "{:.3f}"),
-    "loc_change_pct": ("loc. err Δ%", "{:+.1f}"),
+    "loc_pairs": ("pairs", "{:.0f}"),
+    "loc_change_pct": ("loc. err Δ% [95 % CI]", "{:+.1f}"),
+    "loc_median_change_pct": ("median Δ% [95 % CI]", "{:+.1f}"),
+    "loc_change_unpaired_pct": ("unpaired Δ%", "{:+.1f}"),
     "noise_excess": ("RMS vs truth / noise", "{:.3f}"),
     "truth_rms_sigma": ("RMS vs truth σ", "{:.3f}"), "note": ("note", "{}"),
 }
+
+
+#: Column -> (low, high) columns of its confidence interval, shown as ``value [low, high]``.
+INTERVALS = {
+    "loc_change_pct": ("loc_change_ci_low", "loc_change_ci_high"),
+    "loc_median_change_pct": ("loc_median_ci_low", "loc_median_ci_high"),
+}
+
+
+def _with_interval(row: Any, column: str, text: str) -> str:
+    lo, hi = INTERVALS.get(column, ("", ""))
+    if lo not in row or hi not in row:
+        return text
+    fmt = COLUMNS[column][1]
+    a, b = row[lo], row[hi]
+    if not (isinstance(a, float) and isinstance(b, float) and math.isfinite(a)
+            and math.isfinite(b)):
+        return text
+    return f"{text} [{fmt.format(a)}, {fmt.format(b)}]"
 
 
 def _cells(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
@@ -47,7 +69,7 @@ def _cells(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
             elif isinstance(v, float) and math.isinf(v):
                 cells.append("∞")
             else:
-                cells.append(COLUMNS[c][1].format(v))
+                cells.append(_with_interval(row, c, COLUMNS[c][1].format(v)))
         body.append(cells)
     return head, body
 
@@ -92,6 +114,11 @@ def plot_tradeoff(table: pd.DataFrame, column: str, path: str, *, ylabel: str | 
     big = t["kind"] == "bigcomp"
     ax.plot(t["ratio"][big], y[big], "o-", color="C0", label="bigcomp")
     ax.plot(t["ratio"][~big], y[~big], "s", color="C3", label="peers")
+    lo, hi = INTERVALS.get(column, ("", ""))
+    if lo in t and hi in t:  # confidence intervals as error bars
+        err = np.vstack([(y - t[lo]).clip(lower=0), (t[hi] - y).clip(lower=0)])
+        ax.errorbar(t["ratio"], y, yerr=err, fmt="none", ecolor="0.5", elinewidth=0.8,
+                    capsize=2)
     for name, xr, yv in zip(t.index, t["ratio"], y):
         if np.isfinite(yv):
             ax.annotate(str(name).replace("bigcomp ", ""), (xr, yv), fontsize=6,

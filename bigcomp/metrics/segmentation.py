@@ -1,9 +1,11 @@
-"""Segmentation agreement: Gaussian smoothing + threshold (Otsu or fixed), Dice and IoU.
+"""Segmentation agreement: Gaussian smoothing + threshold, Dice and IoU.
 
 The pipeline a user would run — smooth, threshold — is run on the original and on the decoded
-array, and the two masks are compared. Smoothing is a chunk-wise ``map_overlap`` (halo of
-4σ, scipy's ``reflect`` boundary, so chunked and whole-array results agree); Otsu's threshold
-comes from a chunk-wise histogram of the smoothed data.
+array, and the two masks are compared. By default the threshold (Otsu, Li, triangle or a
+number) is fixed on the original and applied to both, so the masks differ only where the data
+do; ``per_image=True`` lets each array pick its own. Smoothing is a chunk-wise ``map_overlap``
+(halo of 4σ, scipy's ``reflect`` boundary, so chunked and whole-array results agree);
+automatic thresholds come from a chunk-wise histogram of the smoothed data.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import numpy as np
 
 from ._blocks import as_dask
 
-__all__ = ["dice", "iou", "mask_overlap", "segment", "segmentation_agreement", "smooth"]
+__all__ = ["THRESHOLDS", "auto_threshold", "dice", "iou", "li_from_hist", "mask_overlap",
+           "otsu_from_hist", "segment", "segmentation_agreement", "smooth",
+           "triangle_from_hist"]
 
 
 def _sigmas(ndim: int, sigma: float | Sequence[float]) -> tuple[float, ...]:
@@ -43,29 +47,120 @@ def smooth(x: Any, sigma: float | Sequence[float] = 2.0) -> da.Array:
                          meta=np.empty((0,) * x.ndim, np.float32))
 
 
-def _otsu(sm: da.Array, lo: float, hi: float, bins: int = 1024) -> float:
+THRESHOLDS = ("otsu", "li", "triangle")
+
+
+def _histogram(sm: da.Array, lo: float, hi: float, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    counts, edges = da.histogram(sm, bins=bins, range=(lo, hi))
+    return np.asarray(counts.compute(), np.float64), 0.5 * (edges[1:] + edges[:-1])
+
+
+def otsu_from_hist(counts: np.ndarray, centres: np.ndarray) -> float:
+    """Otsu's threshold (largest between-class variance) of a histogram."""
     from skimage.filters import threshold_otsu
 
+    return float(threshold_otsu(hist=(np.asarray(counts), np.asarray(centres))))
+
+
+def li_from_hist(counts: np.ndarray, centres: np.ndarray, iterations: int = 1000) -> float:
+    """Li's minimum cross-entropy threshold of a histogram (Li & Tam 1998 iteration).
+
+    As scikit-image's ``threshold_li``: values are shifted so the lowest bin is at 0, the
+    iteration ``t ← (μ_b − μ_f) / (ln μ_b − ln μ_f)`` starts at the mean and stops when ``t``
+    moves by less than half a bin.
+    """
+    c, h = np.asarray(centres, np.float64), np.asarray(counts, np.float64)
+    if h.sum() == 0 or np.count_nonzero(h) < 2:
+        return float(c[np.argmax(h)] if h.sum() else c[0])
+    base = c[0] - 0.5 * (c[1] - c[0]) if len(c) > 1 else c[0]
+    v = c - base  # > 0: bin centres above the lower histogram edge
+    t, tol = float((v * h).sum() / h.sum()), 0.5 * float(c[1] - c[0])
+    for _ in range(iterations):
+        fg = v > t
+        nf, nb = h[fg].sum(), h[~fg].sum()
+        if nf == 0 or nb == 0:
+            break
+        mf, mb = (v[fg] * h[fg]).sum() / nf, (v[~fg] * h[~fg]).sum() / nb
+        t_next = (mb - mf) / (math.log(mb) - math.log(mf))
+        if abs(t_next - t) < tol:
+            t = t_next
+            break
+        t = t_next
+    return float(t + base)
+
+
+def triangle_from_hist(counts: np.ndarray, centres: np.ndarray) -> float:
+    """Triangle threshold (Zack et al. 1977) of a histogram, as scikit-image computes it.
+
+    The line from the histogram's peak to its far end (on the longer side); the threshold is
+    the bin farthest below that line.
+    """
+    h = np.asarray(counts, np.float64)
+    c = np.asarray(centres, np.float64)
+    nz = np.flatnonzero(h)
+    if len(nz) < 2:
+        return float(c[nz[0]] if len(nz) else c[0])
+    peak, low, high = int(np.argmax(h)), int(nz[0]), int(nz[-1])
+    flip = peak - low < high - peak
+    if flip:
+        h, c = h[::-1], c[::-1]
+        low, peak = len(h) - high - 1, len(h) - peak - 1
+    width = peak - low
+    if width <= 0:
+        return float(c[peak])
+    x1 = np.arange(width)
+    norm = math.hypot(h[peak], width)
+    dist = (h[peak] / norm) * x1 - (width / norm) * h[x1 + low]
+    return float(c[int(np.argmax(dist)) + low])
+
+
+_FROM_HIST = {"otsu": otsu_from_hist, "li": li_from_hist, "triangle": triangle_from_hist}
+
+
+def auto_threshold(sm: Any, method: str = "otsu", *,
+                   value_range: tuple[float, float] | None = None, bins: int = 1024) -> float:
+    """Automatic threshold of (smoothed) data from a chunk-wise histogram.
+
+    Parameters
+    ----------
+    sm : array_like or dask.array.Array
+        Usually ``smooth(x)``.
+    method : {"otsu", "li", "triangle"}
+        Otsu (between-class variance), Li (minimum cross entropy) or triangle.
+    value_range : (float, float), optional
+        Histogram range; default the data's min and max. Give the same range to compare
+        thresholds of two arrays on the same bins.
+    bins : int
+        Number of histogram bins.
+
+    Returns
+    -------
+    float
+    """
+    if method not in _FROM_HIST:
+        raise ValueError(f"threshold must be a number or one of {THRESHOLDS}, got {method!r}")
+    sm = as_dask(sm)
+    lo, hi = value_range if value_range is not None else (
+        float(v) for v in dask.compute(sm.min(), sm.max()))
     if not hi > lo:
         return float(lo)
-    counts, edges = da.histogram(sm, bins=bins, range=(lo, hi))
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    return float(threshold_otsu(hist=(counts.compute(), centres)))
+    return _FROM_HIST[method](*_histogram(sm, float(lo), float(hi), bins))
 
 
-def segment(x: Any, *, sigma: float | Sequence[float] = 2.0,
-            threshold: float | str = "otsu") -> tuple[da.Array, float]:
+def segment(x: Any, *, sigma: float | Sequence[float] = 2.0, threshold: float | str = "otsu",
+            value_range: tuple[float, float] | None = None) -> tuple[da.Array, float]:
     """Foreground mask ``smooth(x, sigma) > threshold`` (lazy) and the threshold used.
 
-    ``threshold="otsu"`` picks Otsu's threshold on a 1024-bin histogram of the smoothed data.
+    ``threshold`` is a number or a method of :func:`auto_threshold` ("otsu", "li",
+    "triangle"), computed on a 1024-bin histogram of the smoothed data over ``value_range``
+    (default: the range of ``x``; smoothing stays within it).
     """
     x = as_dask(x)
     sm = smooth(x, sigma)
-    if threshold == "otsu":
-        lo, hi = dask.compute(x.min(), x.max())  # smoothing stays within the data's range
-        thr = _otsu(sm, float(lo), float(hi))
-    elif isinstance(threshold, str):
-        raise ValueError(f"threshold must be a number or 'otsu', got {threshold!r}")
+    if isinstance(threshold, str):
+        if value_range is None:
+            value_range = tuple(float(v) for v in dask.compute(x.min(), x.max()))
+        thr = auto_threshold(sm, threshold, value_range=value_range)
     else:
         thr = float(threshold)
     return sm > thr, thr
@@ -104,11 +199,24 @@ def iou(mask_a: Any, mask_b: Any) -> float:
 
 def segmentation_agreement(original: Any, decoded: Any, *,
                            sigma: float | Sequence[float] = 2.0,
-                           threshold: float | str = "otsu") -> dict[str, float]:
+                           threshold: float | str = "otsu",
+                           per_image: bool = False) -> dict[str, float]:
     """Segment original and decoded the same way and compare the masks.
 
-    With ``threshold="otsu"`` each array gets its own Otsu threshold, as a user's pipeline
-    would; a number applies the same threshold to both.
+    Parameters
+    ----------
+    original, decoded : array_like or dask.array.Array
+        Same shape.
+    sigma : float or sequence of float
+        Gaussian smoothing (a scalar smooths the last two axes only).
+    threshold : {"otsu", "li", "triangle"} or float
+        A number applies to both arrays. A method name computes the threshold on the
+        original's smoothed data and applies it to both (default): one pipeline with fixed
+        parameters, so the masks differ only where the data differ.
+    per_image : bool
+        With a method name, compute a threshold for each array separately instead (as an
+        automatic pipeline run on each file would); both histograms share the same bins
+        (the range of both arrays), so a different maximum does not shift the bin grid.
 
     Returns
     -------
@@ -118,8 +226,14 @@ def segmentation_agreement(original: Any, decoded: Any, *,
     """
     a = as_dask(original)
     b = as_dask(decoded, like=a)
-    ma, ta = segment(a, sigma=sigma, threshold=threshold)
-    mb, tb = segment(b, sigma=sigma, threshold=threshold)
+    if isinstance(threshold, str) and per_image:
+        (la, ha, lb, hb) = (float(v) for v in dask.compute(a.min(), a.max(), b.min(), b.max()))
+        rng = (min(la, lb), max(ha, hb))
+        ma, ta = segment(a, sigma=sigma, threshold=threshold, value_range=rng)
+        mb, tb = segment(b, sigma=sigma, threshold=threshold, value_range=rng)
+    else:
+        ma, ta = segment(a, sigma=sigma, threshold=threshold)
+        mb, tb = segment(b, sigma=sigma, threshold=ta)
     r = mask_overlap(ma, mb)
     return {"dice": r["dice"], "iou": r["iou"], "threshold_original": ta,
             "threshold_decoded": tb, "fraction": r["fraction_a"]}
