@@ -53,11 +53,11 @@ FIXED_INTER = {
     "avg6": Taps((W, N, NW, NE, P, P, P, P), (1, 1, 1, 1, 1, 1, 1, 1), 3),
 }
 LS_INTRA = (W, WW, WWW, NWW, NW, N, NE, NEE, NNW, NN, NNE, NNN)
-LS_INTER = (W, WW, NW, N, NE, NN) + tuple((-1, dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+LS_INTER = (W, WW, NW, N, NE, NN, *tuple((-1, dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)))
 LS_INTER_WIDE = LS_INTRA + tuple((-1, dy, dx) for dy in range(-2, 3) for dx in range(-2, 3))
 WIDE_GAIN = 0.015  # the 37-tap inter predictor must save this fraction of bits to be chosen
 SAMPLE = 1 << 13  # pixels scored per candidate
-FIT_SAMPLE = 1 << 14  # pixels the least-squares fits use
+FIT_SAMPLE = 1 << 13  # pixels the least-squares fits use
 
 
 @jit
@@ -183,25 +183,34 @@ def _solve(gram, rhs):
     return True
 
 
-def _fit(values: np.ndarray, target: np.ndarray, offsets: tuple) -> Taps | None:
+def _exact_products(values: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(valuesᵀvalues, valuesᵀtarget)`` from BLAS when every partial sum is an exactly
+    representable integer (then any summation order, thread count or kernel gives the same
+    result), else None."""
+    big = max(float(np.abs(values).max(initial=0)), float(np.abs(target).max(initial=0)))
+    if big <= 2.0**17 and values.shape[0] <= 2**18:  # products < 2**34, sums < 2**52: exact
+        return values.T @ values, values.T @ target
+    return None
+
+
+def _fit(values: np.ndarray | None, target: np.ndarray, offsets: tuple, products=None
+         ) -> Taps | None:
     """Least-squares coefficients (fixed point) predicting ``target`` from ``values``.
 
     The CPU and GPU encoders (and any two runs) must choose the same coefficients to write the
     same bytes, so nothing here may depend on BLAS threads or memory alignment: the normal
-    equations come from BLAS only when every partial sum is an exactly representable integer
-    (then any summation order gives the same result), otherwise from a fixed-order loop; the
+    equations are exact integer sums (``products``: the rows and columns of ``offsets`` of
+    :func:`_exact_products` of all candidate offsets) or come from a fixed-order loop; the
     solve is always a fixed-order elimination.
     """
     m = len(offsets)
     if target.size < 4 * m:
         return None
-    a = np.ascontiguousarray(values)
-    b = np.ascontiguousarray(target)
-    big = max(float(np.abs(a).max(initial=0)), float(np.abs(b).max(initial=0)))
-    if big <= 2.0**17 and a.shape[0] <= 2**18:  # products < 2**34, sums < 2**52: exact
-        gram = a.T @ a
-        coefs = a.T @ b
+    if products is not None:
+        gram, coefs = products
     else:
+        a = np.ascontiguousarray(values)
+        b = np.ascontiguousarray(target)
         gram = np.empty((m, m), np.float64)
         coefs = np.empty(m, np.float64)
         _normal_equations(a, b, gram, coefs)
@@ -227,9 +236,12 @@ def _best(k, nz, inter, candidates, fits, lo, hi) -> Taps | None:
     for name, taps in candidates.items():
         cols = [column[o] for o in taps.offsets]
         scored[name] = (_residual_bits(values[score][:, cols], target[score], taps, lo, hi), taps)
+    # one exact Gram matrix of all offsets serves every fit (its sub-matrices)
+    full = _exact_products(values, target) if fits else None
     for f in fits:
         cols = [column[o] for o in f]
-        taps = _fit(values[:, cols], target, f)
+        sub = None if full is None else (full[0][np.ix_(cols, cols)], full[1][cols])
+        taps = _fit(values[:, cols] if sub is None else None, target, f, sub)
         if taps is not None:
             bits = _residual_bits(values[score][:, cols], target[score], taps, lo, hi)
             scored[f] = (bits, taps)
