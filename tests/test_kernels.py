@@ -14,7 +14,7 @@ from bigcomp.kernels._coders import encode_fast
 from bigcomp.kernels._dpcm import FRACTION_BITS, dpcm_decode, dpcm_encode
 from bigcomp.kernels._lookup import lookup
 from bigcomp.kernels._predict import accumulator_dtype, predict_decode, predict_encode
-from bigcomp.predictors import FIXED_INTER, FIXED_INTRA, LS_INTER, LS_INTRA, Taps
+from bigcomp.predictors import FIXED_INTER, FIXED_INTRA, LS_INTER, LS_INTER_WIDE, LS_INTRA, Taps
 
 RNG = np.random.default_rng(3)
 FITTED_INTRA = Taps(LS_INTRA, tuple(int(c) for c in RNG.integers(-900, 1500, len(LS_INTRA))), 12)
@@ -93,6 +93,21 @@ def test_predict_int64_accumulation_matches_reference(k, nz, parallel):
     )
     back = predict_decode(res, k.shape, nz, intra, inter, lo, hi, dtype=np.int64,
                           parallel=parallel)
+    np.testing.assert_array_equal(back, k)
+
+
+@pytest.mark.parametrize("parallel", [True, False])
+@pytest.mark.parametrize("nz", [2, 5, 6])
+def test_decode_plane_pairs_match_reference(nz, parallel):
+    # planes 1..nz-1 of a stack decode in interleaved pairs: 37 taps reach 2 rows down in the
+    # previous plane, so the pair's second plane lags 3 rows behind the first
+    wide = Taps(LS_INTER_WIDE, tuple(int(c) for c in RNG.integers(-300, 600, 37)), 12)
+    k = RNG.integers(0, 500, (2 * nz, 13, 17)).astype(np.uint16)
+    res = predict_encode(k, nz, FITTED_INTRA.as_arrays(), wide.as_arrays(), 0, 499,
+                         parallel=parallel)
+    np.testing.assert_array_equal(res, reference_residuals(k, nz, FITTED_INTRA, wide, 0, 499))
+    back = predict_decode(res, k.shape, nz, FITTED_INTRA.as_arrays(), wide.as_arrays(), 0, 499,
+                          dtype=np.uint16, parallel=parallel)
     np.testing.assert_array_equal(back, k)
 
 

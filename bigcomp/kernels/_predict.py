@@ -167,6 +167,121 @@ _encode_par, _encode_ser = pjit(_encode_kernel)
 
 
 @jit
+def _decode_row(res, k, p, y, has_prev, taps, coefs, shift, sel, lo, hi, acc):
+    """Decode row ``y`` of plane ``p`` from its residuals ``res`` (0-based, one row); returns
+    the number of values outside ``[lo, hi]``."""
+    n_cols = k.shape[2]
+    rnd = coefs.dtype.type(1 << (shift - 1) if shift > 0 else 0)
+    dymin, dymax, dxmin, dxmax = _reach(taps)
+    x0 = -dxmin
+    x1 = n_cols - dxmax
+    c1, c2, c3, generic = _west_coefs(taps, coefs)
+    inner = y + dymin >= 0 and y + dymax < k.shape[1] and x1 > x0
+    n_bad = 0
+    # left border, sequential fallback
+    xa = x0 if inner else n_cols
+    for x in range(min(xa, n_cols)):
+        z = np.int64(res[x])
+        v = _fallback(k, p, y, x, has_prev, lo) + ((z >> 1) ^ -(z & 1))
+        n_bad += v < lo or v > hi
+        k[p, y, x] = v
+    if not inner:
+        return n_bad
+    # taps that do not read the current row: vectorisable (0-based views)
+    _row_sum(acc[x0:x1], k, p, y, x0, taps, coefs, sel, rnd)
+    # taps on the current row (west neighbours): sequential, values kept in registers
+    cur = k[p, y]
+    if generic:
+        for x in range(x0, x1):
+            a = acc[x]
+            for t in range(taps.shape[0]):
+                if taps[t, 0] == 0 and taps[t, 1] == 0:
+                    a += coefs[t] * cur[x + taps[t, 2]]
+            z = np.int64(res[x])
+            v = min(max(a >> shift, lo), hi) + ((z >> 1) ^ -(z & 1))
+            n_bad += v < lo or v > hi
+            cur[x] = v
+    else:
+        w1 = np.int64(cur[x0 - 1]) if x0 >= 1 else np.int64(0)
+        w2 = np.int64(cur[x0 - 2]) if x0 >= 2 else np.int64(0)
+        w3 = np.int64(cur[x0 - 3]) if x0 >= 3 else np.int64(0)
+        for x in range(x0, x1):
+            a = acc[x] + c1 * w1 + c2 * w2 + c3 * w3
+            z = np.int64(res[x])
+            v = min(max(a >> shift, lo), hi) + ((z >> 1) ^ -(z & 1))
+            n_bad += v < lo or v > hi
+            cur[x] = v
+            w3 = w2
+            w2 = w1
+            w1 = v
+    for x in range(x1, n_cols):
+        z = np.int64(res[x])
+        v = _fallback(k, p, y, x, has_prev, lo) + ((z >> 1) ^ -(z & 1))
+        n_bad += v < lo or v > hi
+        cur[x] = v
+    return n_bad
+
+
+@jit
+def _decode_row_pair(ra, rb, k, pa, ya, pb, yb, taps, coefs, shift, sel, lo, hi, acca, accb):
+    """:func:`_decode_row` of two independent rows at once (rows of two planes, same inter
+    taps, both away from the top/bottom border, west taps -1..-3 only): the two sequential
+    west-neighbour chains alternate in one loop and overlap."""
+    n_cols = k.shape[2]
+    rnd = coefs.dtype.type(1 << (shift - 1) if shift > 0 else 0)
+    _, _, dxmin, dxmax = _reach(taps)
+    x0 = -dxmin
+    x1 = n_cols - dxmax
+    c1, c2, c3, _ = _west_coefs(taps, coefs)
+    n_bad = 0
+    for x in range(x0):
+        z = np.int64(ra[x])
+        v = _fallback(k, pa, ya, x, True, lo) + ((z >> 1) ^ -(z & 1))
+        n_bad += v < lo or v > hi
+        k[pa, ya, x] = v
+        z = np.int64(rb[x])
+        v = _fallback(k, pb, yb, x, True, lo) + ((z >> 1) ^ -(z & 1))
+        n_bad += v < lo or v > hi
+        k[pb, yb, x] = v
+    _row_sum(acca[x0:x1], k, pa, ya, x0, taps, coefs, sel, rnd)
+    _row_sum(accb[x0:x1], k, pb, yb, x0, taps, coefs, sel, rnd)
+    cura = k[pa, ya]
+    curb = k[pb, yb]
+    wa1 = np.int64(cura[x0 - 1]) if x0 >= 1 else np.int64(0)
+    wa2 = np.int64(cura[x0 - 2]) if x0 >= 2 else np.int64(0)
+    wa3 = np.int64(cura[x0 - 3]) if x0 >= 3 else np.int64(0)
+    wb1 = np.int64(curb[x0 - 1]) if x0 >= 1 else np.int64(0)
+    wb2 = np.int64(curb[x0 - 2]) if x0 >= 2 else np.int64(0)
+    wb3 = np.int64(curb[x0 - 3]) if x0 >= 3 else np.int64(0)
+    for x in range(x0, x1):
+        a = acca[x] + c1 * wa1 + c2 * wa2 + c3 * wa3
+        b = accb[x] + c1 * wb1 + c2 * wb2 + c3 * wb3
+        za = np.int64(ra[x])
+        zb = np.int64(rb[x])
+        va = min(max(a >> shift, lo), hi) + ((za >> 1) ^ -(za & 1))
+        vb = min(max(b >> shift, lo), hi) + ((zb >> 1) ^ -(zb & 1))
+        n_bad += (va < lo or va > hi) + (vb < lo or vb > hi)
+        cura[x] = va
+        curb[x] = vb
+        wa3 = wa2
+        wa2 = wa1
+        wa1 = va
+        wb3 = wb2
+        wb2 = wb1
+        wb1 = vb
+    for x in range(x1, n_cols):
+        z = np.int64(ra[x])
+        v = _fallback(k, pa, ya, x, True, lo) + ((z >> 1) ^ -(z & 1))
+        n_bad += v < lo or v > hi
+        cura[x] = v
+        z = np.int64(rb[x])
+        v = _fallback(k, pb, yb, x, True, lo) + ((z >> 1) ^ -(z & 1))
+        n_bad += v < lo or v > hi
+        curb[x] = v
+    return n_bad
+
+
+@jit
 def decode_rows(res, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, r0, r1, k):
     """Decode the global rows ``r0 <= r < r1`` of ``k`` (in order; rows before ``r0`` of the
     same stack already decoded) from ``res`` (flat, 0-based: pixel ``(r, x)`` at ``(r - r0) *
@@ -179,68 +294,71 @@ def decode_rows(res, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, h
     for g in range(r0, r1):
         p = g // n_rows
         y = g - p * n_rows
-        has_prev = (p % nz) != 0
-        taps = inter if has_prev else intra
-        coefs = inter_c if has_prev else intra_c
-        shift = inter_s if has_prev else intra_s
-        rnd = coefs.dtype.type(1 << (shift - 1) if shift > 0 else 0)
-        dymin, dymax, dxmin, dxmax = _reach(taps)
-        x0 = -dxmin
-        x1 = n_cols - dxmax
-        c1, c2, c3, generic = _west_coefs(taps, coefs)
         row = (g - r0) * n_cols
-        inner = y + dymin >= 0 and y + dymax < n_rows and x1 > x0
-        # left border, sequential fallback
-        xa = x0 if inner else n_cols
-        for x in range(min(xa, n_cols)):
-            z = np.int64(res[row + x])
-            v = _fallback(k, p, y, x, has_prev, lo) + ((z >> 1) ^ -(z & 1))
-            n_bad += v < lo or v > hi
-            k[p, y, x] = v
-        if not inner:
-            continue
-        # taps that do not read the current row: vectorisable (0-based views)
-        _row_sum(acc[x0:x1], k, p, y, x0, taps, coefs, sel_inter if has_prev else sel_intra,
-                 rnd)
-        # taps on the current row (west neighbours): sequential, values kept in registers
-        cur = k[p, y]
-        if generic:
-            for x in range(x0, x1):
-                a = acc[x]
-                for t in range(taps.shape[0]):
-                    if taps[t, 0] == 0 and taps[t, 1] == 0:
-                        a += coefs[t] * cur[x + taps[t, 2]]
-                z = np.int64(res[row + x])
-                v = min(max(a >> shift, lo), hi) + ((z >> 1) ^ -(z & 1))
-                n_bad += v < lo or v > hi
-                cur[x] = v
+        if p % nz:
+            n_bad += _decode_row(res[row : row + n_cols], k, p, y, True, inter, inter_c, inter_s,
+                                 sel_inter, lo, hi, acc)
         else:
-            w1 = np.int64(cur[x0 - 1]) if x0 >= 1 else np.int64(0)
-            w2 = np.int64(cur[x0 - 2]) if x0 >= 2 else np.int64(0)
-            w3 = np.int64(cur[x0 - 3]) if x0 >= 3 else np.int64(0)
-            for x in range(x0, x1):
-                a = acc[x] + c1 * w1 + c2 * w2 + c3 * w3
-                z = np.int64(res[row + x])
-                v = min(max(a >> shift, lo), hi) + ((z >> 1) ^ -(z & 1))
-                n_bad += v < lo or v > hi
-                cur[x] = v
-                w3 = w2
-                w2 = w1
-                w1 = v
-        for x in range(x1, n_cols):
-            z = np.int64(res[row + x])
-            v = _fallback(k, p, y, x, has_prev, lo) + ((z >> 1) ^ -(z & 1))
-            n_bad += v < lo or v > hi
-            cur[x] = v
+            n_bad += _decode_row(res[row : row + n_cols], k, p, y, False, intra, intra_c,
+                                 intra_s, sel_intra, lo, hi, acc)
+    return n_bad
+
+
+@jit
+def decode_stack(res, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, s, k):
+    """Decode stack ``s`` (planes ``s*nz`` to ``s*nz + nz - 1``) from its residuals ``res``
+    (flat, 0-based). The first plane row by row; then the others in pairs ``(p, p + 1)``: row
+    ``y`` of ``p`` together with row ``y - lag`` of ``p + 1``, which by then has every row of
+    ``p`` its taps read. Returns the number of values outside ``[lo, hi]``."""
+    _, n_rows, n_cols = k.shape
+    plane = n_rows * n_cols
+    p0 = s * nz
+    n_bad = decode_rows(res[:plane], nz, intra, intra_c, intra_s, inter, inter_c, inter_s,
+                        lo, hi, p0 * n_rows, (p0 + 1) * n_rows, k)
+    dymin, dymax, dxmin, dxmax = _reach(inter)
+    lag = 1
+    for t in range(inter.shape[0]):
+        if inter[t, 0] != 0:
+            lag = max(lag, inter[t, 1] + 1)
+    _, _, _, generic = _west_coefs(inter, inter_c)
+    x0 = -dxmin
+    x1 = n_cols - dxmax
+    sel = _vector_taps(inter, True)
+    acca = np.empty(n_cols, inter_c.dtype)
+    accb = np.empty(n_cols, inter_c.dtype)
+    p = p0 + 1
+    while p + 1 < p0 + nz and not generic and x1 > x0 and lag < n_rows:
+        oa = (p - p0) * plane
+        ob = oa + plane
+        for step in range(n_rows + lag):
+            ya = step
+            yb = step - lag
+            ra = res[oa + ya * n_cols : oa + ya * n_cols + n_cols]
+            rb = res[ob + yb * n_cols : ob + yb * n_cols + n_cols]
+            inner_a = ya < n_rows and ya + dymin >= 0 and ya + dymax < n_rows
+            inner_b = yb >= 0 and yb + dymin >= 0 and yb + dymax < n_rows
+            if inner_a and inner_b:
+                n_bad += _decode_row_pair(ra, rb, k, p, ya, p + 1, yb, inter, inter_c, inter_s,
+                                          sel, lo, hi, acca, accb)
+                continue
+            if ya < n_rows:
+                n_bad += _decode_row(ra, k, p, ya, True, inter, inter_c, inter_s, sel, lo, hi,
+                                     acca)
+            if yb >= 0:
+                n_bad += _decode_row(rb, k, p + 1, yb, True, inter, inter_c, inter_s, sel, lo,
+                                     hi, accb)
+        p += 2
+    n_bad += decode_rows(res[(p - p0) * plane :], nz, intra, intra_c, intra_s, inter, inter_c,
+                         inter_s, lo, hi, p * n_rows, (p0 + nz) * n_rows, k)
     return n_bad
 
 
 def _decode_kernel(res, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, k, bad):
     n_planes, n_rows, n_cols = k.shape
-    rows = nz * n_rows  # rows per stack
+    size = nz * n_rows * n_cols  # pixels per stack
     for s in prange(n_planes // nz):
-        bad[s] = decode_rows(res[s * rows * n_cols : (s + 1) * rows * n_cols], nz, intra, intra_c,
-                             intra_s, inter, inter_c, inter_s, lo, hi, s * rows, (s + 1) * rows, k)
+        bad[s] = decode_stack(res[s * size : (s + 1) * size], nz, intra, intra_c, intra_s,
+                              inter, inter_c, inter_s, lo, hi, s, k)
 
 
 _decode_par, _decode_ser = pjit(_decode_kernel)
