@@ -4,6 +4,9 @@ Usage::
 
     python benchmarks/inr.py [--device cpu|cuda] [--steps N] [--ratios 100 500 2000]
                              [--data ../shared/data] [--out docs/inr.md] [--full]
+                             [--only light-sheet brain] [--no-peers]
+
+Quick check while iterating: ``--ratios 500 --only synthetic --no-peers``.
 
 For each dataset (synthetic light-sheet stack, synthetic 2D+t series, real brain3d ch0 and the
 real membrane timelapse, cropped unless ``--full``) it compresses with
@@ -181,12 +184,15 @@ def at_ratio(pts, r):
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--steps", type=int, default=1200)
     ap.add_argument("--ratios", type=float, nargs="+", default=[100, 500, 2000])
     ap.add_argument("--data", default=os.path.join(os.path.dirname(HERE), "..", "shared",
                                                    "data"))
     ap.add_argument("--out", default=None)
     ap.add_argument("--full", action="store_true", help="whole real arrays, larger synthetic")
+    ap.add_argument("--only", nargs="+", default=None,
+                    help="datasets whose name contains one of these words")
+    ap.add_argument("--no-peers", action="store_true", help="INR only (faster)")
     args = ap.parse_args(argv)
     try:
         import torch
@@ -194,13 +200,15 @@ def main(argv=None) -> None:
         torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     except ImportError:
         sys.exit("the INR benchmark needs torch: pip install 'bigcomp[inr]'")
-    peers = dict(PEERS)
-    if not have_x265():
+    peers = {} if args.no_peers else dict(PEERS)
+    if not args.no_peers and not have_x265():
         print("ffmpeg with libx265 not found: H.265 skipped")
         peers.pop("H.265")
     rows, speed = [], []
     t_all = time.perf_counter()
     for name, a, cam in load(args.data, args.full):
+        if args.only and not any(w.lower() in name.lower() for w in args.only):
+            continue
         print(f"{name} {a.shape} {a.dtype}", flush=True)
         curves = {k: sweep(a, fn, ps) for k, (fn, ps) in peers.items()}
         for r in args.ratios:

@@ -51,7 +51,10 @@ def test_ratio_counts_every_stored_byte(stack, store):
     assert info["stored_bytes"] == total
     assert info["raw_bytes"] == data.nbytes
     assert info["ratio"] == pytest.approx(data.nbytes / total)
-    assert set(info["breakdown"]) == {"zarr.json", "tiles", "shared", "residuals", "packs"}
+    assert set(info["breakdown"]) == {"zarr.json", "payload"}
+    assert info["breakdown"]["payload"] > sum(info["parts"].values())  # + payload/zarr.json
+    assert set(info["parts"]) == {"table", "shared", "packs", "residuals"}
+    assert info["meta"]["format_version"] == 2
     assert info["n_tiles"] == 2 * 3 * 3
     assert 0 < info["n_empty"] < info["n_tiles"]  # the flat left strip is stored as means
 
@@ -76,7 +79,9 @@ def test_decode_is_deterministic_and_faithful(stack, store):
     b = open_inr(store).compute()
     np.testing.assert_array_equal(a, b)
     info = inr_info(store)
-    table = np.asarray(__import__("zarr").open_array(store + "/tiles")[...])
+    o, n = info["meta"]["layout"]["table"]
+    payload = np.asarray(__import__("zarr").open_array(store + "/payload")[...])
+    table = payload[o:o + n].view("<f4").reshape(-1, 2)
     for i in np.flatnonzero(table[:, 1] == 0):  # empty tiles decode to their rounded mean
         idx = np.unravel_index(i, (2, 3, 3))
         blk = a[idx[0] * 3:(idx[0] + 1) * 3, idx[1] * 16:(idx[1] + 1) * 16,
@@ -154,3 +159,117 @@ def test_bad_data_and_existing_dest(stack, store, tmp_path):
         compress_inr(data, store, tile=(3, 16, 16), **FAST)
     with pytest.raises(ParameterError, match=r"not a bigcomp INR store|no INR store"):
         open_inr(tmp_path)
+
+
+def _write_v1(path, meta, table, shared, packs):
+    """A store in the version-1 layout (four arrays), as the first INR release wrote it."""
+    import zarr
+
+    g = zarr.open_group(str(path), mode="w-")
+    g.attrs["bigcomp"] = {**meta, "format_version": 1}
+    blob = np.frombuffer(b"".join(packs), np.uint8)
+    offsets = np.cumsum([0] + [len(p) for p in packs]).astype(np.uint64)
+    for name, arr in (("tiles", table.astype(np.float32)), ("shared", shared.astype(np.float16)),
+                      ("residuals", blob), ("packs", offsets)):
+        z = g.create_array(name, shape=arr.shape, dtype=arr.dtype,
+                           chunks=(max(1, arr.shape[0]), *arr.shape[1:]))
+        z[...] = arr
+
+
+def test_reads_version_1_stores(stack, tmp_path):
+    """A v1 store (linear domain, stored float16 origin) decodes with the v1 rules."""
+    from bigcomp.inr.model import evaluate_tile
+    from bigcomp.inr.tiling import TileGrid
+
+    data, _ = stack
+    grid = TileGrid.create(data.shape, (3, 16, 16))
+    rng = np.random.default_rng(1)
+    width, p = 6, B.nparams(3, 6)
+    shapes = B.layer_shapes(3, 6)
+    table = np.stack([rng.uniform(100, 200, grid.ntiles), np.zeros(grid.ntiles)], 1)
+    table[::2, 1] = 10.0  # every other tile modelled
+    n_model = int((table[:, 1] > 0).sum())
+    shared = rng.normal(0, 0.3, p).astype(np.float16).astype(np.float32)
+    q = rng.integers(-7, 8, (n_model, p)).astype(np.int32)
+    codes = np.full((n_model, len(shapes)), 160, np.uint8)
+    packs = [B.encode_pack(q[k:k + 4], codes[k:k + 4]) for k in range(0, n_model, 4)]
+    meta = {"mode": "inr", "shape": list(data.shape), "dtype": "<u2", "tile": [3, 16, 16],
+            "width": width, "depth": 2, "w0": 30.0, "bits": 4, "pack_tiles": 4,
+            "n_tiles": grid.ntiles, "n_model": n_model, "camera": None}
+    _write_v1(tmp_path / "v1.zarr", meta, table, shared, packs)
+    out = open_inr(tmp_path / "v1.zarr").compute()
+    wts = B.dequantise(shared, q, codes, shapes)
+    k = 0
+    for i in range(grid.ntiles):
+        blk = out[grid.slices(i)]
+        if table[i, 1] == 0:
+            assert (blk == np.uint16(round(table[i, 0]))).all()
+            continue
+        y = evaluate_tile(wts[k], grid.model_shape, grid.valid(i), width=width, depth=2, w0=30.0)
+        want = np.clip(np.rint(y * np.float32(table[i, 1]) + np.float32(table[i, 0])), 0, 65535)
+        np.testing.assert_array_equal(blk, want.astype(np.uint16).reshape(blk.shape))
+        k += 1
+    assert inr_info(tmp_path / "v1.zarr")["parts"] == {}
+
+
+def test_seeded_origin_is_reproducible_and_not_stored(stack, tmp_path):
+    from bigcomp.inr.model import seeded_init
+
+    a = seeded_init(3, 10, 2, seed=5)
+    assert a.dtype == np.float32
+    assert a.size == B.nparams(3, 10)
+    np.testing.assert_array_equal(a, seeded_init(3, 10, 2, seed=5))
+    assert not np.array_equal(a, seeded_init(3, 10, 2, seed=6))
+    assert np.abs(a[:30]).max() <= 1 / 3  # first layer U(-1/D, 1/D)
+    data, cam = stack
+    path = compress_inr(data, tmp_path / "s.zarr", camera=cam, tile=(3, 16, 16), width=10,
+                        init="seeded", **FAST)
+    info = inr_info(path)
+    assert info["meta"]["shared"] == "seeded"
+    assert info["parts"]["shared"] == 0
+    path2 = compress_inr(data, tmp_path / "r.zarr", camera=cam, tile=(3, 16, 16), width=10,
+                         init="reptile", **FAST)
+    info2 = inr_info(path2)
+    assert info2["meta"]["shared"] == "stored"
+    assert info2["parts"]["shared"] == 2 * B.nparams(3, 10)
+    for p in (path, path2):
+        full = open_inr(p).compute()
+        region = open_inr(p)[2:5, 20:40, 7:30].compute()
+        np.testing.assert_array_equal(region, full[2:5, 20:40, 7:30])
+
+
+def test_gat_domain(stack, tmp_path):
+    """Fitting in the variance-stabilised domain: camera given, estimated, or switched off."""
+    data, cam = stack
+    kw = {"tile": (3, 16, 16), "width": 10, **FAST}
+    given = inr_info(compress_inr(data, tmp_path / "g.zarr", camera=cam, **kw))["meta"]
+    assert given["domain"] == {"kind": "gat", **cam.to_dict()}
+    lin = inr_info(compress_inr(data, tmp_path / "l.zarr", camera=cam, domain="linear",
+                                **kw))["meta"]
+    assert lin["domain"] is None
+    plain = light_sheet((6, 48, 40), seed=3).data
+    est = inr_info(compress_inr(plain, tmp_path / "e.zarr", **kw))["meta"]  # integer data
+    assert est["domain"]["kind"] == "gat"
+    assert est["camera"] is None
+    assert 1.0 < est["domain"]["gain"] < 4.0  # true gain 2
+    flt = inr_info(compress_inr(data.astype(np.float32), tmp_path / "f.zarr", **kw))["meta"]
+    assert flt["domain"] is None  # float data without a camera: linear
+    out = open_inr(tmp_path / "g.zarr").compute()
+    assert np.abs(out.astype(float) - data).mean() < data.std()
+    with pytest.raises(ParameterError, match="domain"):
+        compress_inr(data, tmp_path / "x.zarr", domain="log", **kw)
+
+
+def test_rate_control_meets_target(tmp_path, monkeypatch):
+    """The true ratio (every stored byte) reaches the target; steps coarsen if needed."""
+    from bigcomp.inr import compress as C
+
+    monkeypatch.setattr(C, "_bpw", lambda bits: 2.0)  # too optimistic: the width overshoots
+    s = light_sheet((8, 64, 64), seed=2)
+    path = compress_inr(s.data, tmp_path / "r.zarr", target_ratio=40, tile=(8, 32, 32),
+                        **FAST)
+    info = inr_info(path)
+    assert info["meta"]["training"]["step_shift"] > 0
+    total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+    assert info["stored_bytes"] == total
+    assert s.data.nbytes / total >= 40

@@ -1,15 +1,21 @@
-"""compress_inr: tiles -> empty test -> shared network -> batched per-tile fits -> packs -> store.
+"""compress_inr: tiles -> empty test -> domain -> origin network -> batched fits -> packs -> store.
+
+Modelled tiles are fitted in the variance-stabilised domain of a camera model (given, or
+estimated from integer data) unless ``domain="linear"``. The stored differences start from an
+origin network: Reptile-pretrained and stored as float16 when there are enough modelled tiles
+to share its cost (``REPTILE_SHARE``), else a SIREN initialisation regenerated from the seed.
 
 Choosing the network width:
 
 - ``width=`` fixes it.
 - ``target_ratio=R``: the byte budget ``raw / R`` minus the fixed costs (metadata files ≈
-  ``META_BYTES``, tile table, pack offsets, the float16 shared network) is shared by the
-  modelled tiles; each costs its step codes plus ``P(width) · bpw(bits) / 8`` bytes (bpw: the
-  measured coded size of QAT residuals, ≈ 1.15·bits − 0.6; the default 4 bits gave the best
-  PSNR per byte on light-sheet data, against 3, 5, 6 and 8). The widest network that fits is
-  used; after coding, if the store is still over budget the residuals are re-quantised with one
-  bit fewer (down to 3 bits, without further training) until it fits. The achieved ratio is what :func:`bigcomp.inr.inr_info` measures.
+  ``META_BYTES``, tile table, pack offsets, a stored float16 origin) is shared by the modelled
+  tiles; each costs its step codes plus ``P(width) · bpw(bits) / 8`` bytes (bpw: the measured
+  coded size of QAT residuals, ≈ 1.15·bits − 1.6; the default 6 bits gave the best PSNR per
+  byte at 500× against 3, 4, 5 and 7, see docs/inr.md). The widest network that fits is used;
+  after coding, rate control coarsens the steps of all tensors (step codes + d, bisected, no
+  retraining) until the store fits. The achieved ratio is what :func:`bigcomp.inr.inr_info`
+  measures.
 - ``target_psnr=T`` (dB, against the input, range = max − min): a pilot fit on up to
   ``PILOT_TILES`` modelled tiles, bisecting the width ladder ``WIDTHS``, picks the narrowest
   width whose quantised pilot PSNR reaches ``T`` (the widest if none does).
@@ -28,21 +34,25 @@ import numpy as np
 from ..errors import ParameterError, UnsupportedDataError
 from ..noise import CameraModel
 from . import bitstream as B
-from .model import evaluate_tile, require_torch
+from .model import evaluate_tile, require_torch, seeded_init
 from .store import FORMAT_VERSION, inr_info, write_store
 from .tiling import TileGrid, coordinates, tile_features
 
 __all__ = ["compress_inr"]
 
 WIDTHS = (8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
-META_BYTES = 3000
+META_BYTES = 1100  # group zarr.json (compact metadata) + payload/zarr.json
 PACK_SYMBOLS = 16384
 POOL = 16384
 PILOT_TILES = 8
 REPTILE_OUTER = 8
+QAT = 0.2  # fraction of the steps that are quantisation-aware
+REPTILE_SHARE = 0.1  # Reptile origin only if its float16 copy costs <= this share of residuals
+CAMERA_SAMPLE = 1 << 24  # at most this many values go into the camera estimate
 
 
-def _check(data, camera, target_ratio, target_psnr, width, steps, bits, device, batch):
+def _check(data, camera, target_ratio, target_psnr, width, steps, bits, device, batch, domain,
+           init):
     if not hasattr(data, "shape") or not hasattr(data, "dtype"):
         data = np.asarray(data)
     dt = np.dtype(data.dtype)
@@ -67,6 +77,10 @@ def _check(data, camera, target_ratio, target_psnr, width, steps, bits, device, 
             raise ParameterError(f"{name} must be an integer in [{lo}, {hi}], got {v!r}")
     if camera is not None and not isinstance(camera, CameraModel):
         raise ParameterError("camera must be a bigcomp.CameraModel or None")
+    if domain not in ("auto", "gat", "linear"):
+        raise ParameterError(f"domain must be 'auto', 'gat' or 'linear', got {domain!r}")
+    if init not in ("auto", "reptile", "seeded"):
+        raise ParameterError(f"init must be 'auto', 'reptile' or 'seeded', got {init!r}")
     torch = require_torch()
     dev = str(device)
     if dev.startswith("cuda"):
@@ -92,7 +106,7 @@ def _tileset(data, grid, idxs, feats, device, rng):
     from .train import TileSet
 
     torch = require_torch()
-    means, scales, sals, camera = feats
+    means, scales, sals, camera, fwd, _ = feats
     mshape = grid.model_shape
     n = math.prod(mshape)
     vals = np.zeros((len(idxs), n), np.float32)
@@ -102,10 +116,11 @@ def _tileset(data, grid, idxs, feats, device, rng):
         x = _read(data, grid, i)
         v = grid.valid(i)
         full = np.zeros(mshape, np.float32)
-        full[tuple(slice(0, k) for k in v)] = (x - means[i]) / scales[i]
+        xv = x if fwd is None else fwd(x)
+        full[tuple(slice(0, k) for k in v)] = (xv - means[i]) / scales[i]
         vals[r] = full.ravel()
         sal = sals[i] if i in sals else tile_features(
-            x, camera, scale_floor=1e-6 * max(1.0, abs(float(means[i]))))[3]
+            x, camera, scale_floor=1e-6 * max(1.0, abs(float(x.mean()))))[3]
         p = sal.ravel() / sal.sum()
         pick = rng.choice(p.size, size=pool.shape[1], p=p)
         pool[r] = np.ravel_multi_index(np.unravel_index(pick, v), mshape)
@@ -116,14 +131,62 @@ def _tileset(data, grid, idxs, feats, device, rng):
                    [torch.from_numpy(c).to(device) for c in coordinates(mshape)], strides)
 
 
+def _domain_camera(data, grid: TileGrid, camera: CameraModel | None,
+                   domain: str) -> CameraModel | None:
+    """Camera model of the fitting domain (``None``: linear), see ``compress_inr(domain=)``.
+
+    Without ``camera``, integer data get a photon-transfer estimate
+    (:func:`bigcomp.estimate.photon_transfer`) from the whole array if it has at most
+    ``CAMERA_SAMPLE`` values, else from evenly spaced full tiles; a failed or poor fit means
+    linear (``"auto"``) or an error (``"gat"``).
+    """
+    if domain == "linear":
+        return None
+    if camera is not None:
+        return camera
+    if domain == "auto" and np.dtype(data.dtype).kind not in "iu":
+        return None
+    import warnings
+
+    from ..estimate import photon_transfer
+
+    if math.prod(data.shape) <= CAMERA_SAMPLE:
+        sample = np.asarray(data)
+    else:
+        full = [i for i in range(grid.ntiles)
+                if all(sl.stop - sl.start == t for sl, t in zip(grid.slices(i), grid.tile,
+                                                                 strict=True))]
+        k = max(1, min(len(full), CAMERA_SAMPLE // math.prod(grid.tile)))
+        pick = [full[j] for j in np.linspace(0, len(full) - 1, k).round().astype(int)]
+        sample = np.stack([_read(data, grid, i).reshape(grid.tile) for i in pick])
+    why = ""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pt = photon_transfer(sample)
+        if not pt.problems:
+            return pt.camera
+        why = "; ".join(pt.problems)
+    except (UnsupportedDataError, ParameterError, ValueError) as exc:
+        why = str(exc)
+    if domain == "gat":
+        raise ParameterError(f"domain='gat' needs a camera model and estimating one failed "
+                             f"({why}); pass camera=CameraModel(...) or domain='linear'")
+    return None
+
+
 def _flat(params) -> np.ndarray:
     return np.concatenate([p.detach().float().cpu().numpy().reshape(p.shape[0], -1)
                            for p in params], axis=1)
 
 
 def _train(data, grid, model_idx, feats, *, width, depth, w0, steps, batch, lr, bits, qat,
-           device, seed, group, progress=None):
-    """Shared network + all tiles; returns (shared flat, residual float (n, P), codes (n, L))."""
+           device, seed, group, init, progress=None):
+    """Origin network + all tiles; returns (origin flat, residual float (n, P), codes (n, L)).
+
+    ``init="reptile"``: the origin is pretrained with Reptile (and stored as float16);
+    ``"seeded"``: it is :func:`seeded_init` of ``seed`` (not stored).
+    """
     from .train import fit_tiles, pretrain_shared
 
     torch = require_torch()
@@ -132,14 +195,21 @@ def _train(data, grid, model_idx, feats, *, width, depth, w0, steps, batch, lr, 
     gen.manual_seed(seed)
     dims = len(grid.axes)
     bf16 = str(device).startswith("cuda")
-    meta_idx = [model_idx[k] for k in rng.permutation(len(model_idx))[:16]]
-    meta_set = _tileset(data, grid, meta_idx, feats, device, rng)
-    shared = pretrain_shared(meta_set, dims=dims, width=width, depth=depth, outer=REPTILE_OUTER,
-                             inner=max(5, steps // 10), meta_tiles=16, batch=batch, lr=lr,
-                             w0=w0, gen=gen, bf16=bf16)
-    del meta_set
-    # the shared network is stored as float16: every tile starts from (and differs from) that
-    shared = [s.half().float() for s in shared]
+    if init == "reptile":
+        meta_idx = [model_idx[k] for k in rng.permutation(len(model_idx))[:16]]
+        meta_set = _tileset(data, grid, meta_idx, feats, device, rng)
+        shared = pretrain_shared(meta_set, dims=dims, width=width, depth=depth,
+                                 outer=REPTILE_OUTER, inner=max(5, steps // 10), meta_tiles=16,
+                                 batch=batch, lr=lr, w0=w0, gen=gen, bf16=bf16)
+        del meta_set
+        # stored as float16: every tile starts from (and differs from) that
+        shared = [s.half().float() for s in shared]
+    else:
+        from .model import split
+
+        flat = seeded_init(dims, width, depth, seed)
+        shared = [torch.from_numpy(np.ascontiguousarray(t)).unsqueeze(0).to(device)
+                  for t in split(flat, B.layer_shapes(dims, width, depth))]
     resid, codes = [], []
     for g0 in range(0, len(model_idx), group):
         idxs = model_idx[g0:g0 + group]
@@ -155,32 +225,48 @@ def _train(data, grid, model_idx, feats, *, width, depth, w0, steps, batch, lr, 
     return shared_flat, np.concatenate(resid), np.concatenate(codes)
 
 
-def _fixed_bytes(ntiles: int, n_model: int, p: int, pack_tiles: int) -> float:
+def _fixed_bytes(ntiles: int, n_model: int, p: int, pack_tiles: int, stored: bool) -> float:
+    """Bytes besides the residual levels: metadata, table, offsets, origin, coder tables."""
     npacks = -(-n_model // pack_tiles) if n_model else 0
-    return META_BYTES + 8 * ntiles + 8 * (npacks + 1) + 2 * p + 120 * npacks
+    return META_BYTES + 8 * ntiles + 8 * (npacks + 1) + 2 * p * stored + 120 * npacks
+
+
+def _choose_init(init: str, n_model: int, bits: int) -> str:
+    """``"reptile"`` when its float16 origin (2 B/weight) is cheap next to the residuals.
+
+    The origin costs ``2·P`` bytes, the residuals ``n_model·P·bpw/8``: the share does not
+    depend on the width, only on the number of modelled tiles (≥ 31 at 6 bits).
+    """
+    if init != "auto":
+        return init
+    return "reptile" if 16.0 / max(1, n_model) / _bpw(bits) <= REPTILE_SHARE else "seeded"
 
 
 def _bpw(bits: int) -> float:
-    """Measured coded bits per weight of QAT residuals (≈ 3.9 at 4 bits, 5.3–6 at 5, 9 at 8)."""
-    return 1.15 * bits - 0.6
+    """Coded bits per weight of QAT residuals (measured ≈ 3.0–3.5 at 4 bits; 1.15·bits − 1.6).
+
+    Slightly optimistic on purpose: rate control after training coarsens the steps if the
+    store misses the target ratio.
+    """
+    return 1.15 * bits - 1.6
 
 
 def _width_for_ratio(raw: int, ratio: float, grid: TileGrid, n_model: int, depth: int,
-                     bits: int) -> int:
+                     bits: int, stored: bool) -> int:
     budget = raw / ratio
     dims = len(grid.axes)
     best = None
     for w in range(4, 513):
         p = B.nparams(dims, w, depth)
         k = max(1, -(-PACK_SYMBOLS // p))
-        need = (_fixed_bytes(grid.ntiles, n_model, p, k)
+        need = (_fixed_bytes(grid.ntiles, n_model, p, k, stored)
                 + n_model * (2 * depth + 2 + p * _bpw(bits) / 8))
         if need > budget:
             break
         best = w
     if best is None:
         p = B.nparams(dims, 4, depth)
-        need = _fixed_bytes(grid.ntiles, n_model, p, 1) + n_model * (p * _bpw(bits) / 8)
+        need = _fixed_bytes(grid.ntiles, n_model, p, 1, stored) + n_model * (p * _bpw(bits) / 8)
         raise ParameterError(
             f"target_ratio={ratio:g} is out of reach: the budget is {budget:.0f} bytes but even "
             f"width-4 networks for the {n_model} non-empty tiles of {grid.tile} need ~"
@@ -199,27 +285,31 @@ def _decode_rows(shared, resid, codes, grid, idxs, feats, *, width, depth, w0, b
     q = B.quantise(resid, codes, shapes, bits)
     wts = B.dequantise(shared, q, codes, shapes)
     means, scales = feats[:2]
+    inv = feats[5]
     from .store import to_dtype
 
     out = []
     for r, i in enumerate(idxs):
         y = evaluate_tile(wts[r], grid.model_shape, grid.valid(i), width=width, depth=depth,
                           w0=w0)
-        out.append(to_dtype(y * np.float32(scales[i]) + np.float32(means[i]), dtype))
+        v = y * np.float32(scales[i]) + np.float32(means[i])
+        out.append(to_dtype(inv(v) if inv else v, dtype))
     return out
 
 
 def compress_inr(data: Any, dest: str | os.PathLike, *, camera: CameraModel | None = None,
                  target_ratio: float | None = None, target_psnr: float | None = None,
                  tile: tuple[int, ...] | None = None, steps: int = 1000,
-                 width: int | None = None, bits: int = 4, batch: int = 2048, lr: float = 1e-2,
-                 w0: float = 30.0, device: str = "cpu", seed: int = 0,
-                 overwrite: bool = False, progress=None) -> str:
+                 width: int | None = None, bits: int = 6, batch: int = 2048, lr: float = 1e-2,
+                 w0: float = 30.0, domain: str = "auto", init: str = "auto",
+                 device: str = "cpu", seed: int = 0, overwrite: bool = False,
+                 progress=None) -> str:
     """Compress an array with per-tile implicit neural representations (lossy, extreme ratios).
 
     Not noise-exact: for archiving and sharing visually faithful copies at 100–2000×. Each
-    tile is either empty (stored as its mean) or fitted by a small SIREN; networks start from a
-    shared (Reptile-pretrained) network and store 4-bit quantised, entropy-coded differences.
+    tile is either empty (stored as its mean) or fitted by a small SIREN (in the
+    variance-stabilised domain where a camera model is known); networks store 6-bit quantised,
+    entropy-coded differences from an origin network (Reptile-pretrained or seeded).
 
     Parameters
     ----------
@@ -238,9 +328,19 @@ def compress_inr(data: Any, dest: str | os.PathLike, *, camera: CameraModel | No
     width : int, optional
         Fixed network width (instead of a target).
     bits : int
-        Residual quantisation bits (4).
+        Residual quantisation bits (6): levels in ``±(2**(bits−1) − 1)``.
     batch, lr, w0 : int, float, float
         Points per tile and step, Adam learning rate (cosine decay), SIREN frequency.
+    domain : {"auto", "gat", "linear"}
+        Where the networks fit: ``"gat"`` in the variance-stabilised domain of the camera
+        model (generalised Anscombe transform; ``camera`` or, without one, a photon-transfer
+        estimate from the data), ``"linear"`` on the values themselves. ``"auto"``: ``"gat"``
+        for integer data or a given camera when a camera model is available, else linear.
+        Measured: +4–7 dB on light-sheet-like data at 500× (see docs/inr.md).
+    init : {"auto", "reptile", "seeded"}
+        Origin of the stored weight differences: a Reptile-pretrained shared network (stored
+        as float16, 2 B/weight) or a SIREN initialisation regenerated from ``seed`` (free).
+        ``"auto"``: Reptile when its copy costs ≤ 10 % of the residuals (≳ 40 modelled tiles).
     device : {"cpu", "cuda"}
         Training device. Decoding always runs on the CPU.
     seed : int
@@ -267,13 +367,16 @@ def compress_inr(data: Any, dest: str | os.PathLike, *, camera: CameraModel | No
     """
     t0 = time.perf_counter()
     data, torch = _check(data, camera, target_ratio, target_psnr, width, steps, bits, device,
-                         batch)
+                         batch, domain, init)
     if os.path.exists(os.fspath(dest)) and not overwrite:
         raise ParameterError(f"{os.fspath(dest)} exists; pass overwrite=True to replace it")
     grid = TileGrid.create(data.shape, tile)
     dtype = np.dtype(data.dtype)
     depth = 2
-    # pass 1: empty test, normalisation, saliency
+    dom_cam = _domain_camera(data, grid, camera, domain)
+    fwd = None if dom_cam is None else (lambda x: dom_cam.forward(x))
+    inv = None if dom_cam is None else (lambda y: dom_cam.inverse(y))
+    # pass 1: empty test, normalisation (in the fitting domain), saliency
     ntiles = grid.ntiles
     means = np.zeros(ntiles)
     scales = np.zeros(ntiles)
@@ -287,11 +390,15 @@ def compress_inr(data: Any, dest: str | os.PathLike, *, camera: CameraModel | No
         means[i] = m
         lo, hi = min(lo, float(x.min())), max(hi, float(x.max()))
         if not empty:
+            if fwd is not None:
+                xv = fwd(x)
+                means[i] = float(xv.mean())
+                s = max(float(xv.std()), 1e-6 * max(1.0, abs(means[i])))
             scales[i] = s
             model_idx.append(i)
             if len(sals) < 4096:  # keep a bounded number of maps; others are recomputed
                 sals[i] = sal.astype(np.float32)
-    feats = (means, scales, sals, camera)
+    feats = (means, scales, sals, camera, fwd, inv)
     n_model = len(model_idx)
     raw = math.prod(data.shape) * dtype.itemsize
     dims = len(grid.axes)
@@ -300,12 +407,13 @@ def compress_inr(data: Any, dest: str | os.PathLike, *, camera: CameraModel | No
         torch.backends.cuda.matmul.allow_tf32 = True
     per_tile = math.prod(grid.model_shape) * 4 * 3 + POOL * 8
     group = max(1, (2**30 if dev.type == "cuda" else 2**28) // per_tile)
+    init_used = _choose_init(init, n_model, bits)
     kw = {"depth": depth, "w0": w0, "steps": steps, "batch": batch, "lr": lr, "bits": bits,
-          "qat": 0.2, "device": dev, "seed": seed}
+          "qat": QAT, "device": dev, "seed": seed, "init": init_used}
     # network width
     if width is None and target_ratio is not None:
-        width = _width_for_ratio(raw, float(target_ratio), grid, n_model, depth,
-                                 bits) if n_model else 8
+        width = _width_for_ratio(raw, float(target_ratio), grid, n_model, depth, bits,
+                                 init_used == "reptile") if n_model else 8
     elif width is None and target_psnr is not None and n_model:
         pilot = model_idx[:: max(1, n_model // PILOT_TILES)][:PILOT_TILES]
         truth = [_read(data, grid, i) for i in pilot]
@@ -343,24 +451,35 @@ def compress_inr(data: Any, dest: str | os.PathLike, *, camera: CameraModel | No
             "w0": float(w0), "bits": int(bits), "pack_tiles": int(pack_tiles),
             "n_tiles": int(ntiles), "n_model": int(n_model),
             "camera": camera.to_dict() if camera is not None else None,
+            "domain": None if dom_cam is None else {"kind": "gat", **dom_cam.to_dict()},
+            "shared": "stored" if init_used == "reptile" and n_model else "seeded",
+            "init_seed": int(seed),
             "training": {"steps": int(steps), "batch": int(batch), "lr": float(lr),
-                         "seed": int(seed), "target_ratio": target_ratio,
+                         "seed": int(seed), "init": init_used, "target_ratio": target_ratio,
                          "target_psnr": target_psnr, "device": str(dev),
                          "train_seconds": round(t_train, 3),
                          "seconds": round(time.perf_counter() - t0, 3)}}
-    b = bits
-    while True:
-        cd = codes if b == bits else B.step_codes(
-            np.stack([np.abs(resid[:, s0:s1]).max(axis=1, initial=0.0) for s0, s1 in
-                      zip(np.cumsum([0] + [math.prod(s) for s in shapes])[:-1],
-                          np.cumsum([math.prod(s) for s in shapes]), strict=True)], axis=1), b)
-        q = B.quantise(resid, cd, shapes, b)
-        packs = [B.encode_pack(q[k:k + pack_tiles], cd[k:k + pack_tiles])
-                 for k in range(0, n_model, pack_tiles)]
-        meta["bits"] = int(b)
-        write_store(dest, meta, table, shared, packs, overwrite=True)
-        ratio = inr_info(dest)["ratio"]
-        if target_ratio is None or ratio >= target_ratio or b <= 3:
-            break
-        b -= 1
+    stored_shared = shared if meta["shared"] == "stored" else None
+    def encode(cd: np.ndarray) -> list[bytes]:
+        q = B.quantise(resid, cd, shapes, bits)
+        return [B.encode_pack(q[k:k + pack_tiles], cd[k:k + pack_tiles])
+                for k in range(0, n_model, pack_tiles)]
+
+    packs = encode(codes)
+    write_store(dest, meta, table, stored_shared, packs, overwrite=True)
+    if target_ratio is not None and n_model:
+        # rate control: coarser steps (one code = ×2^(1/8)) for all tensors until it fits
+        budget = raw / float(target_ratio)
+        fixed = inr_info(dest)["stored_bytes"] - sum(len(p) for p in packs) + 16
+        if fixed + sum(len(p) for p in packs) > budget:
+            lo_d, hi_d = 0, 256
+            while hi_d - lo_d > 1:
+                mid = (lo_d + hi_d) // 2
+                trial = encode(np.minimum(codes.astype(np.int64) + mid, 255).astype(np.uint8))
+                if fixed + sum(len(p) for p in trial) <= budget:
+                    hi_d, packs = mid, trial
+                else:
+                    lo_d = mid
+            meta["training"]["step_shift"] = int(hi_d)
+            write_store(dest, meta, table, stored_shared, packs, overwrite=True)
     return os.fspath(dest)

@@ -23,7 +23,8 @@ try:  # optional extra [inr]; decoding works without it
 except ImportError:  # pragma: no cover - exercised where torch is absent
     torch = None
 
-__all__ = ["evaluate_tile", "forward", "init_params", "require_torch"]
+__all__ = ["evaluate_tile", "forward", "init_bounds", "init_params", "require_torch",
+           "seeded_init"]
 
 EVAL_BLOCK = 1 << 15  # points per numpy evaluation block (fixed: part of deterministic decode)
 
@@ -66,25 +67,75 @@ def evaluate_tile(flat: np.ndarray, model_shape: Sequence[int], valid: Sequence[
     return out.reshape(tuple(valid))
 
 
-def init_params(ntiles: int, dims: int, width: int, depth: int, generator) -> list:
-    """SIREN initialisation of one network, repeated for ``ntiles`` (float32 CPU tensors).
+def init_bounds(dims: int, width: int, depth: int) -> list[float]:
+    """Half-widths of the uniform SIREN initialisation of each tensor (:func:`layer_shapes` order).
 
-    First layer ``U(−1/D, 1/D)``; hidden layers ``U(−√(6/w), √(6/w))`` (w0 folded in); biases
-    ``U(−1/√fan_in, 1/√fan_in)``-style as in SIREN's reference code.
+    First layer ``1/D``; hidden layers ``√(6/w)`` (w0 folded in); output layer ``√(6/w)/30``;
+    biases ``1/√fan_in`` as in SIREN's reference code.
+    """
+    shapes = layer_shapes(dims, width, depth)
+    out = []
+    for k, shape in enumerate(shapes):
+        if len(shape) == 2:
+            bound = 1.0 / dims if k == 0 else math.sqrt(6.0 / shape[0])
+            if k == 2 * depth:  # output layer: small
+                bound = math.sqrt(6.0 / shape[0]) / 30.0
+        else:
+            bound = 1.0 / math.sqrt(shapes[k - 1][0])
+        out.append(bound)
+    return out
+
+
+def init_params(ntiles: int, dims: int, width: int, depth: int, generator) -> list:
+    """SIREN initialisation of one network (:func:`init_bounds`), repeated for ``ntiles``.
+
+    float32 CPU tensors of shape ``(ntiles, *shape)``, drawn from the torch ``generator``.
     """
     tt = require_torch()
     out = []
-    for k, shape in enumerate(layer_shapes(dims, width, depth)):
-        fan_in = shape[0] if len(shape) == 2 else None
-        if len(shape) == 2:
-            bound = 1.0 / dims if k == 0 else math.sqrt(6.0 / fan_in)
-            if k == 2 * depth:  # output layer: small
-                bound = math.sqrt(6.0 / fan_in) / 30.0
-        else:
-            prev = layer_shapes(dims, width, depth)[k - 1][0]
-            bound = 1.0 / math.sqrt(prev)
+    for shape, bound in zip(layer_shapes(dims, width, depth), init_bounds(dims, width, depth),
+                            strict=True):
         t = (tt.rand(shape, generator=generator) * 2.0 - 1.0) * bound
         out.append(t.unsqueeze(0).repeat(ntiles, *([1] * len(shape))).contiguous())
+    return out
+
+
+_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64 finaliser (uint64 in, uint64 out; wraps modulo 2**64)."""
+    with np.errstate(over="ignore"):
+        z = (x + np.uint64(0x9E3779B97F4A7C15)) & _M64
+        z = ((z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _M64
+        z = ((z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _M64
+        return z ^ (z >> np.uint64(31))
+
+
+def seeded_init(dims: int, width: int, depth: int, seed: int) -> np.ndarray:
+    """SIREN initialisation as a flat float32 vector, reproducible from ``seed`` alone.
+
+    The uniform numbers come from a SplitMix64 hash of ``(seed, index)`` in numpy integer
+    arithmetic, so every platform and numpy version regenerates the same bits: a store can use
+    this vector as the origin of its residuals without storing it (``shared: "seeded"``).
+
+    Examples
+    --------
+    >>> a = seeded_init(3, 8, 2, seed=7)
+    >>> a.dtype, a.size, bool((a == seeded_init(3, 8, 2, seed=7)).all())
+    (dtype('float32'), 113, True)
+    """
+    shapes = layer_shapes(dims, width, depth)
+    n = sum(math.prod(s) for s in shapes)
+    key = np.uint64((int(seed) & 0xFFFFFFFF) << 32)
+    bits = _splitmix64(np.arange(n, dtype=np.uint64) | key) >> np.uint64(11)
+    u = bits.astype(np.float64) * (1.0 / 9007199254740992.0)  # [0, 1), 53 bits
+    out = np.empty(n, np.float32)
+    o = 0
+    for shape, bound in zip(shapes, init_bounds(dims, width, depth), strict=True):
+        k = math.prod(shape)
+        out[o:o + k] = ((u[o:o + k] * 2.0 - 1.0) * bound).astype(np.float32)
+        o += k
     return out
 
 

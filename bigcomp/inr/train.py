@@ -28,6 +28,8 @@ from .model import forward, init_params, require_torch
 
 __all__ = ["TileSet", "fit_tiles", "pretrain_shared"]
 
+SALIENT = 0.5  # fraction of each step's points drawn from the saliency pool
+
 
 @dataclass
 class TileSet:
@@ -57,13 +59,14 @@ class TileSet:
         torch = require_torch()
         g = self.ntiles
         dev = self.values.device
-        nu = batch - batch // 2
+        ns = round(batch * SALIENT)
+        nu = batch - ns
         flat = torch.zeros((g, nu), dtype=torch.int64, device=dev)
         for a, s in enumerate(self.strides):
             r = torch.rand((g, nu), generator=gen, device=dev)
             flat += (r * self.valid[:, a:a + 1]).long().clamp_max(
                 self.valid[:, a:a + 1] - 1) * s
-        pick = torch.randint(0, self.pool.shape[1], (g, batch // 2), generator=gen,
+        pick = torch.randint(0, self.pool.shape[1], (g, ns), generator=gen,
                              device=dev)
         idx = torch.cat([flat, self.pool.gather(1, pick)], dim=1)
         x = torch.stack([c[(idx // s) % c.shape[0]]
