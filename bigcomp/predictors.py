@@ -130,12 +130,27 @@ def _gather(k: np.ndarray, where, offsets) -> np.ndarray:
     return out
 
 
-def _residual_bits(values: np.ndarray, target: np.ndarray, taps: Taps, lo: int, hi: int) -> float:
-    """Entropy of the residuals of ``taps`` on sampled pixels, in exact float64 arithmetic."""
-    acc = values @ np.asarray(taps.coefs, np.float64) + ((1 << taps.shift) >> 1)
-    pred = np.clip(np.floor(acc / (1 << taps.shift)), lo, hi)
-    r = (target - pred).astype(np.int64)
-    return _entropy_bits(((r << 1) ^ (r >> 63)).astype(np.uint64))
+@jit
+def _residuals_kernel(values, n, cols, coefs, shift, lo, hi, target, out):
+    rnd = (np.int64(1) << shift) >> 1
+    for i in range(n):
+        acc = rnd
+        for j in range(cols.size):
+            acc += np.int64(values[i, cols[j]]) * coefs[j]
+        pred = min(max(acc >> shift, lo), hi)
+        r = np.int64(target[i]) - pred
+        out[i] = np.uint64((r << 1) ^ (r >> 63))
+
+
+def _residual_bits(values: np.ndarray, n: int, cols: list[int], target: np.ndarray, taps: Taps,
+                   lo: int, hi: int) -> float:
+    """Entropy of the residuals of ``taps`` (columns ``cols`` of ``values``) on the first ``n``
+    sampled pixels, in exact integer arithmetic (sums far below 2**63)."""
+    n = min(n, target.size)
+    out = np.empty(n, np.uint64)
+    _residuals_kernel(values, n, np.asarray(cols, np.int64), np.asarray(taps.coefs, np.int64),
+                      taps.shift, lo, hi, target, out)
+    return _entropy_bits(out)
 
 
 @jit
@@ -231,11 +246,10 @@ def _best(k, nz, inter, candidates, fits, lo, hi) -> Taps | None:
     column = {o: i for i, o in enumerate(offsets)}
     values = _gather(k, where, offsets)
     target = k[where].astype(np.float64)
-    score = slice(0, SAMPLE)
     scored = {}
     for name, taps in candidates.items():
         cols = [column[o] for o in taps.offsets]
-        scored[name] = (_residual_bits(values[score][:, cols], target[score], taps, lo, hi), taps)
+        scored[name] = (_residual_bits(values, SAMPLE, cols, target, taps, lo, hi), taps)
     # one exact Gram matrix of all offsets serves every fit (its sub-matrices)
     full = _exact_products(values, target) if fits else None
     for f in fits:
@@ -243,7 +257,7 @@ def _best(k, nz, inter, candidates, fits, lo, hi) -> Taps | None:
         sub = None if full is None else (full[0][np.ix_(cols, cols)], full[1][cols])
         taps = _fit(values[:, cols] if sub is None else None, target, f, sub)
         if taps is not None:
-            bits = _residual_bits(values[score][:, cols], target[score], taps, lo, hi)
+            bits = _residual_bits(values, SAMPLE, cols, target, taps, lo, hi)
             scored[f] = (bits, taps)
     wide = scored.pop(LS_INTER_WIDE, None)
     bits, best = min(scored.values(), key=lambda item: item[0])
