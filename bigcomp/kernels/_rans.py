@@ -61,44 +61,61 @@ def is_constant(sym):
 @jit
 def _enc_seg1(sym, rl, toks, keys, h, ext):
     """Forward pass over one segment: tokens, context keys, histogram ``h``, extra bits into
-    ``ext``; returns the number of extra-bit words."""
-    a, b, w = 0, sym.size, 0
+    ``ext``; returns the number of extra-bit words. Row by row: tokens and contexts (the rule
+    of the module docstring, as in _dec_seg) are data-parallel and vectorised; only the
+    histogram and the extra bits are a sequential loop."""
+    b, w = sym.size, 0
     acc = np.int64(0)
     nacc = 0
-    i0 = a
-    while i0 < b:  # row by row; the context rule of the module docstring (as in _dec_seg)
+    fbuf = np.empty(rl, np.float64)
+    cbuf = np.empty(rl, np.int64)
+    i0 = 0
+    while i0 < b:
         m = min(rl, b - i0)
-        first = i0 == a
-        tn = 0 if first else np.int64(toks[i0 - rl])
-        tw = tn
-        tnw = tn
+        row = sym[i0 : i0 + m]
+        trow = toks[i0 : i0 + m]
+        # tokens: bit length from the float64 exponent (exact for v < 2**32)
+        fv = fbuf[:m]
         for c in range(m):
-            i = i0 + c
-            if first:
-                cs = 4 * tw
-            else:
-                tne = np.int64(toks[i - rl + 1]) if c < rl - 1 else tn
-                cs = tw + tn + tnw + tne
-                tnw = tn
-                tn = tne
-            v = np.int64(sym[i])
-            if v < 16:
-                t = v
-            else:
-                nbits = _bitlen(v) - 2
-                t = 2 * nbits + 10 + ((v >> nbits) & 1)
-                acc |= (v & ((np.int64(1) << nbits) - 1)) << nacc
+            fv[c] = row[c]
+        ev = fbuf.view(np.int64)[:m]
+        for c in range(m):
+            v = np.int64(row[c])
+            nbits = max((ev[c] >> 52) - 1024, 0)  # bit length - 2
+            big = 2 * nbits + 10 + ((v >> nbits) & 1)
+            trow[c] = v if v < 16 else big
+        # contexts
+        cs = cbuf[:m]
+        if i0 == 0:
+            cs[0] = 0
+            for c in range(1, m):
+                cs[c] = 4 * np.int64(trow[c - 1])
+        else:
+            pn = toks[i0 - rl : i0]  # the full row above
+            cs[0] = 3 * np.int64(pn[0]) + np.int64(pn[1] if rl > 1 else pn[0])
+            inner = min(m, rl - 1)
+            for c in range(1, inner):
+                cs[c] = (np.int64(trow[c - 1]) + np.int64(pn[c]) + np.int64(pn[c - 1])
+                         + np.int64(pn[c + 1]))
+            if m == rl and rl > 1:
+                c = rl - 1
+                cs[c] = np.int64(trow[c - 1]) + 2 * np.int64(pn[c]) + np.int64(pn[c - 1])
+        # keys, histogram, extra bits
+        krow = keys[i0 : i0 + m]
+        for c in range(m):
+            t = np.int64(trow[c])
+            k = _KBASE[cs[c]] + t
+            krow[c] = k
+            h[k] += 1
+            if t >= 16:
+                nbits = (t >> 1) - 5
+                acc |= (np.int64(row[c]) & ((np.int64(1) << nbits) - 1)) << nacc
                 nacc += nbits
                 if nacc >= 32:
                     ext[w] = np.uint32(acc & 0xFFFFFFFF)
                     w += 1
                     acc >>= 32
                     nacc -= 32
-            toks[i] = t
-            k = _KBASE[cs] + t
-            keys[i] = k
-            h[k] += 1
-            tw = t
         i0 += m
     if nacc > 0:
         ext[w] = np.uint32(acc)
