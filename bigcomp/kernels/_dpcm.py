@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._numba import pjit
-from ._predict import _reach
+from ._numba import jit, pjit
+from ._predict import _reach, _row_sum, _vector_taps
 
 __all__ = ["FRACTION_BITS", "dpcm_decode", "dpcm_encode"]
 
@@ -29,6 +29,18 @@ def coarse_index(table: np.ndarray) -> tuple[np.ndarray, int]:
     shift = max(FRACTION_BITS - 2, int(np.ceil(np.log2(max(span, 2)))) - 18)
     edges = table[0] + (np.arange((span >> shift) + 2, dtype=np.int64) << shift)
     return np.searchsorted(table, edges).astype(np.int64), shift
+
+
+@jit
+def _west_taps(taps):
+    """Indices of the taps on the current row (``dp == dy == 0``)."""
+    sel = np.empty(taps.shape[0], np.int64)
+    m = 0
+    for t in range(taps.shape[0]):
+        if taps[t, 0] == 0 and taps[t, 1] == 0:
+            sel[m] = t
+            m += 1
+    return sel[:m]
 
 
 def _make(encode):
@@ -45,6 +57,7 @@ def _make(encode):
         for s in prange(n_stacks):
             e = s * nz * plane_size  # escapes of stack s start at its first pixel index (upper bound)
             n_e = 0
+            acc_row = np.empty(n_cols, np.int64)
             for p in range(s * nz, (s + 1) * nz):
                 has_prev = (p % nz) != 0
                 taps = inter if has_prev else intra
@@ -52,16 +65,21 @@ def _make(encode):
                 shift = inter_s if has_prev else intra_s
                 rnd = np.int64(1) << (shift - 1) if shift > 0 else np.int64(0)
                 dymin, dymax, dxmin, dxmax = _reach(taps)
+                off_row = _vector_taps(taps, True)  # summed for a whole row at once
+                west = _west_taps(taps)  # need this row's reconstruction: per pixel
+                x0 = -dxmin
+                x1 = n_cols - dxmax
                 for y in range(n_rows):
                     row_inner = y + dymin >= 0 and y + dymax < n_rows
+                    if row_inner and x1 > x0:
+                        _row_sum(acc_row[x0:x1], yrec, p, y, x0, taps, coefs, off_row, rnd)
                     for x in range(n_cols):
                         i = p * plane_size + y * n_cols + x
                         # prediction from reconstructed neighbours (fallback at the borders)
-                        if row_inner and x + dxmin >= 0 and x + dxmax < n_cols:
-                            acc = rnd
-                            for t in range(taps.shape[0]):
-                                acc += coefs[t] * yrec[p + taps[t, 0], y + taps[t, 1],
-                                                       x + taps[t, 2]]
+                        if row_inner and x0 <= x < x1:
+                            acc = acc_row[x]
+                            for t in west:
+                                acc += coefs[t] * yrec[p, y, x + taps[t, 2]]
                             pred = acc >> shift
                         elif x > 0:
                             pred = yrec[p, y, x - 1]
