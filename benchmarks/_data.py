@@ -134,7 +134,7 @@ def load_all(root: str, quick: bool, log: Callable[[str], None] = print) -> list
     for load in loaders:
         try:
             ds = load(root)
-        except Exception as exc:  # a broken or unreadable file: skip it, say so
+        except Exception as exc:  # noqa: BLE001 - a broken or unreadable file: skip it, say so
             log(f"skipping {load.__name__}: {type(exc).__name__}: {exc}")
             continue
         if ds is None:

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import accessor, codecs, zarr3  # accessor registers DataArray.bigcomp
+from . import (
+    accessor,  # noqa: F401 - imported for its side effect: registers DataArray.bigcomp
+    codecs,
+    zarr3,
+)
 from .chunk import decode_chunk, encode_chunk, error_bound
-from .estimate import PoorFitWarning, estimate_camera, photon_transfer
 from .errors import (
     BigcompError,
     CorruptChunkError,
@@ -18,6 +21,7 @@ from .errors import (
     ParameterError,
     UnsupportedDataError,
 )
+from .estimate import PoorFitWarning, estimate_camera, photon_transfer
 from .gpu import gpu_available
 from .noise import CameraModel, quantisation_tables
 from .pipeline import compress, estimate_noise, open
@@ -33,6 +37,7 @@ __all__ = [
     "CorruptChunkError",
     "FormatVersionError",
     "ParameterError",
+    "PoorFitWarning",
     "UnsupportedDataError",
     "codecs",
     "compress",
@@ -44,7 +49,6 @@ __all__ = [
     "gpu_available",
     "open",
     "photon_transfer",
-    "PoorFitWarning",
     "quantisation_tables",
     "zarr3",
 ]

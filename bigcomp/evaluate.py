@@ -20,6 +20,7 @@ packages (the ``bench`` extra) and are reported as not installed otherwise.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -101,7 +102,7 @@ def _peer(spec: str, camera: CameraModel, qs: Sequence[float]) -> list[Method]:
         return [Method(name, "peer", math.nan, note=NOT_AVAILABLE)]
     makers = {"zstd": _zstd, "blosc": _blosc, "jpegxl": _jpegxl, "sz3": _sz3}
     if name not in makers:
-        raise ValueError(f"unknown peer {spec!r}: use one of {sorted(makers) + ['x265']}")
+        raise ValueError(f"unknown peer {spec!r}: use one of {[*sorted(makers), 'x265']}")
     try:
         if name == "sz3":
             return [_sz3(camera, float(q)) for q in ([o["q"]] if "q" in o else qs)]
@@ -152,7 +153,7 @@ def _jpegxl(effort: str = "3", distance: str | None = None) -> Method:
         n = int.from_bytes(buf[:8], "little")
         sizes = np.frombuffer(buf[8:8 + 8 * n], "<u8")
         starts = [8 + 8 * n + int(s) for s in np.concatenate([[0], np.cumsum(sizes)])]
-        planes = [imagecodecs.jpegxl_decode(buf[s:e]) for s, e in zip(starts[:-1], starts[1:])]
+        planes = [imagecodecs.jpegxl_decode(buf[s:e]) for s, e in itertools.pairwise(starts)]
         return np.stack(planes).reshape(like.shape).astype(like.dtype)
 
     lossy = distance is not None
@@ -224,8 +225,8 @@ def _roundtrip(x: Any, m: Method) -> tuple[Any, int]:
     blocks = x.to_delayed()
     results = dask.compute(*[dask.delayed(one)(blocks[k]) for k in keys])
     out = np.empty(x.shape, x.dtype)
-    for k, (back, _) in zip(keys, results):
-        out[tuple(slice(b[i], b[i + 1]) for b, i in zip(bounds, k))] = back
+    for k, (back, _) in zip(keys, results, strict=True):
+        out[tuple(slice(b[i], b[i + 1]) for b, i in zip(bounds, k, strict=True))] = back
     return da.from_array(out, chunks=x.chunks), sum(n for _, n in results)
 
 
@@ -316,7 +317,7 @@ def run_evaluation(data: Any, *, camera: CameraModel | None = None,
             continue
         try:
             dec, nbytes = _roundtrip(x, m)
-        except Exception as exc:  # a peer that cannot take this data: say so, go on
+        except Exception as exc:  # noqa: BLE001 - a peer that cannot take this data: say so, go on
             row["note"] = f"failed: {type(exc).__name__}: {exc}"[:160]
             continue
         ps = metrics.pixel_stats(x, dec, camera=camera, truth=t)

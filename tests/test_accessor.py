@@ -23,7 +23,8 @@ def test_compress_open_ratio(tmp_path):
     res = _array().bigcomp.compress(tmp_path / "a.zarr", q=1.0, camera=CAM, chunks=(4, 64, 64),
                                     progress=False, scheduler="synchronous")
     back = bigcomp.open(tmp_path / "a.zarr")
-    assert back.name == "cells" and back.attrs["note"] == "synthetic"
+    assert back.name == "cells"
+    assert back.attrs["note"] == "synthetic"
     assert back.bigcomp.compressed_size() == res.stored_bytes
     assert back.bigcomp.ratio() == pytest.approx(res.ratio)
     assert back.bigcomp.ratio() > 2

@@ -44,7 +44,8 @@ def test_xarray(tmp_path):
                        coords={"c": ["dapi", "gfp", "rfp"], "x": np.arange(50) * 0.2},
                        attrs={"objective": "20x"})
     back = _round_trip(arr, tmp_path, ("t", "c", "y", "x"))
-    assert back.name == "img" and back.attrs["objective"] == "20x"
+    assert back.name == "img"
+    assert back.attrs["objective"] == "20x"
     assert list(back.c.values) == ["dapi", "gfp", "rfp"]
     np.testing.assert_allclose(back.x.values, arr.x.values)
 

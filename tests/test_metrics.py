@@ -98,7 +98,8 @@ def test_segmentation_agreement():
     img = np.zeros((2, 40, 40))
     img[:, 10:30, 10:30] = 100.0
     r = metrics.segmentation_agreement(img, img)
-    assert r["dice"] == 1.0 and r["iou"] == 1.0
+    assert r["dice"] == 1.0
+    assert r["iou"] == 1.0
     assert 0.2 < r["fraction"] < 0.35
     shifted = np.roll(img, 2, axis=-1)
     r = metrics.segmentation_agreement(img, shifted, threshold=50.0)
@@ -172,21 +173,25 @@ def test_spot_localisation_of_known_shift():
     cam = CameraModel(gain=1.0, offset=0.0, read_noise=1.0)
     found = metrics.detect_spots(_render(PTS), camera=cam)
     r = metrics.localisation_error(PTS, found)
-    assert r["matched"] == 4 and r["rmse"] < 0.02  # noise-free: sub-pixel exact
-    shifted = metrics.detect_spots(_render(PTS + [0, 0.3, -0.4]), camera=cam)
+    assert r["matched"] == 4
+    assert r["rmse"] < 0.02  # noise-free: sub-pixel exact
+    shifted = metrics.detect_spots(_render(PTS + np.array([0, 0.3, -0.4])), camera=cam)
     r = metrics.localisation_error(found, shifted)
-    assert r["rmse"] == pytest.approx(0.5, abs=0.02) and r["jaccard"] == 1.0
+    assert r["rmse"] == pytest.approx(0.5, abs=0.02)
+    assert r["jaccard"] == 1.0
 
 
 def test_match_spots_is_one_to_one():
     ref = np.array([[0, 5.0, 5.0], [0, 5.0, 5.9]])
     test = np.array([[0, 5.0, 5.5]])
     i, j, _ = metrics.match_spots(ref, test, radius=1.0)
-    assert len(i) == 1 and j.tolist() == [0]
+    assert len(i) == 1
+    assert j.tolist() == [0]
     r = metrics.localisation_error(ref, test)
-    assert r["recall"] == 0.5 and r["precision"] == 1.0
+    assert r["recall"] == 0.5
+    assert r["precision"] == 1.0
     # different planes never match
-    assert len(metrics.match_spots(ref, test + [1, 0, 0])[0]) == 0
+    assert len(metrics.match_spots(ref, test + np.array([1, 0, 0]))[0]) == 0
 
 
 def test_paired_localisation_change_by_hand():

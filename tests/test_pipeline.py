@@ -35,19 +35,25 @@ def test_wnl_round_trip_and_readers(tmp_path):
     out = tmp_path / "a.zarr"
     res = bigcomp.compress(SYN.data, out, q=1.0, camera=CAM, **KW)
     assert (res.chunks_written, res.chunks_skipped) == (2 * 3 * 3, 0)
-    assert res.ratio > 2 and 0.49 < res.error_bound <= 0.5
+    assert res.ratio > 2
+    assert 0.49 < res.error_bound <= 0.5
     back = bigcomp.open(out)
-    assert back.dims == ("z", "y", "x") and back.data.chunksize == (4, 32, 32)
+    assert back.dims == ("z", "y", "x")
+    assert back.data.chunksize == (4, 32, 32)
     check_within_bound(SYN.data, back.values, bigcomp.CameraModel(**CAM), res.error_bound)
     # plain zarr and xarray read the same store (codecs registered by entry points)
     np.testing.assert_array_equal(zarr.open_array(out / "0", mode="r")[:], back.values)
     np.testing.assert_array_equal(xr.open_zarr(out)["0"].values, back.values)
     meta = back.attrs["bigcomp"]
-    assert meta["complete"] and meta["job"]["camera"] == CAM and meta["camera_source"] == "given"
-    assert meta["codec"]["name"] == "bigcomp.wnl" and meta["version"] == bigcomp.__version__
+    assert meta["complete"]
+    assert meta["job"]["camera"] == CAM
+    assert meta["camera_source"] == "given"
+    assert meta["codec"]["name"] == "bigcomp.wnl"
+    assert meta["version"] == bigcomp.__version__
     assert meta["source"]["kind"] == "numpy"
     ome = zarr.open_group(out).attrs["ome"]
-    assert ome["version"] == "0.5" and ome["multiscales"][0]["datasets"][0]["path"] == "0"
+    assert ome["version"] == "0.5"
+    assert ome["multiscales"][0]["datasets"][0]["path"] == "0"
 
 
 def test_chunks_identical_to_zarr_codec(tmp_path):
@@ -142,10 +148,12 @@ def test_camera_estimated_stored_and_reused(tmp_path):
     data = light_sheet((8, 128, 128), gain=3.0, seed=2).data
     kw = {**KW, "chunks": (4, 128, 128)}
     res = bigcomp.compress(data, out, q=1.0, **kw)
-    assert res.camera_source == "estimated" and 2.5 < res.camera.gain < 3.5
+    assert res.camera_source == "estimated"
+    assert 2.5 < res.camera.gain < 3.5
     assert bigcomp.compress(data, out, q=1.0, **kw).camera_source == "store"
     again = bigcomp.compress(bigcomp.open(out), tmp_path / "b.zarr", q=2.0, **kw)
-    assert again.camera_source == "source" and again.camera == res.camera
+    assert again.camera_source == "source"
+    assert again.camera == res.camera
     rng = np.random.default_rng(0)  # constant noise on a ramp: not a photon-limited camera
     ramp = np.linspace(200, 3000, 128)[None, None, :] + rng.normal(0, 8, (8, 128, 128))
     with pytest.warns(bigcomp.PoorFitWarning, match="--gain G --offset O --read-noise R"):
@@ -225,7 +233,8 @@ def test_kill_and_resume_gives_identical_output(tmp_path):
         child.SLOW = False
         kw = {"mode": "lossless", "coder": "fast", "chunks": (4, 32, 32), "progress": False}
         res = bigcomp.compress(child.source(), out, **kw)
-        assert res.chunks_skipped >= 4 and res.chunks_written + res.chunks_skipped == 16
+        assert res.chunks_skipped >= 4
+        assert res.chunks_written + res.chunks_skipped == 16
         bigcomp.compress(child.source(), ref, **kw)
     finally:
         sys.path.remove(str(tmp_path))

@@ -52,7 +52,7 @@ def _bitlen(v):
 def is_constant(sym):
     """Whether all symbols are equal (early exit)."""
     v = sym[0]
-    for i in range(1, sym.size):
+    for i in range(1, sym.size):  # noqa: SIM110 - numba
         if sym[i] != v:
             return False
     return True

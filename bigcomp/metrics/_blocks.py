@@ -55,7 +55,7 @@ def block_vectors(func: Callable[..., np.ndarray], arrays: Sequence[da.Array], s
         vec = np.asarray(func(*blocks, **kwargs), dtype=np.float64)
         return vec.reshape((1,) * nd + (size,))
 
-    chunks = tuple((1,) * len(c) for c in first.chunks) + ((size,),)
+    chunks = (*((1,) * len(c) for c in first.chunks), (size,))
     return da.map_blocks(wrapped, *arrays, dtype=np.float64, chunks=chunks, new_axis=nd,
                          meta=np.empty((0,) * (nd + 1), np.float64))
 

@@ -119,7 +119,7 @@ def plot_tradeoff(table: pd.DataFrame, column: str, path: str, *, ylabel: str | 
         err = np.vstack([(y - t[lo]).clip(lower=0), (t[hi] - y).clip(lower=0)])
         ax.errorbar(t["ratio"], y, yerr=err, fmt="none", ecolor="0.5", elinewidth=0.8,
                     capsize=2)
-    for name, xr, yv in zip(t.index, t["ratio"], y):
+    for name, xr, yv in zip(t.index, t["ratio"], y, strict=True):
         if np.isfinite(yv):
             ax.annotate(str(name).replace("bigcomp ", ""), (xr, yv), fontsize=6,
                         xytext=(3, 3), textcoords="offset points")
@@ -143,7 +143,7 @@ def plot_error_maps(ev: Evaluation, path: str) -> str | None:
     fig = _fig(3.0 * cols, 2.8 * rows)
     axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
     lim = max(float(np.abs(ev.details[k]["error_slice"]).max()) for k in lossy)
-    for ax, name in zip(axes, lossy):
+    for ax, name in zip(axes, lossy, strict=False):  # axes may outnumber lossy
         im = ax.imshow(ev.details[name]["error_slice"], cmap="RdBu_r", vmin=-lim, vmax=lim,
                        interpolation="nearest")
         ax.set_title(name.replace("bigcomp ", ""), fontsize=8)
