@@ -15,7 +15,7 @@ from .kernels import _coders
 from .kernels._dpcm import FRACTION_BITS, dpcm_decode, dpcm_encode
 from .kernels._fused import decode_fast_fused, encode_fast_fused
 from .kernels._lookup import lookup
-from .kernels._numba import use_parallel
+from .kernels._numba import cores_free, use_parallel
 from .kernels._predict import predict_decode, predict_encode
 from .kernels._scratch import scratch
 from .noise import CameraModel, quantisation_tables
@@ -29,8 +29,8 @@ CODERS = ("fast", "max")
 _FLOAT_K_LIMIT = 1 << 29
 _NO_TAPS = Taps((), (), 0)
 # below this many pixels a chunk is faster on one thread than in numba's parallel regions
-# (their start-up and, on a busy machine, waiting for a free core cost more than they save);
-# measured on 2 free cores: 2**18..2**20-pixel chunks encode 1.3-1.7x faster in parallel
+# (measured on 2 free cores: 2**18..2**20-pixel chunks encode 1.3-1.7x faster in parallel);
+# a busy machine runs chunks on one thread whatever their size (see cores_free)
 PARALLEL_MIN_SIZE = 1 << 19
 
 
@@ -145,7 +145,7 @@ def encode_chunk(
     shape3, nz = _as_3d(a.shape)
     lossless = q == 0
     cam = camera if camera is not None else CameraModel()
-    parallel = use_parallel() and a.size >= PARALLEL_MIN_SIZE
+    parallel = use_parallel() and a.size >= PARALLEL_MIN_SIZE and cores_free()
     escapes = np.empty(0, a.dtype)
 
     # quantise to integers k with known range [lo, hi]
@@ -259,7 +259,7 @@ def decode_chunk(buf, out: np.ndarray | None = None) -> np.ndarray:
     nz = header.run
     n = int(np.prod(header.shape))
     dtype = header.dtype
-    parallel = use_parallel() and n >= PARALLEL_MIN_SIZE
+    parallel = use_parallel() and n >= PARALLEL_MIN_SIZE and cores_free()
     # qp order + fast coder: unpacking is fused with prediction (no symbol array)
     fused = n > 0 and header.coder == "fast" and (header.mode == "lossless" or header.order == "qp")
     try:

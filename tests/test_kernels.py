@@ -184,3 +184,19 @@ def test_lookup(parallel):
     table = RNG.integers(0, 1000, 65536).astype(np.int32)
     values = RNG.integers(0, 65536, (3, 70001)).astype(np.uint16)
     np.testing.assert_array_equal(lookup(values, table, np.int32, parallel=parallel), table[values])
+
+
+def test_cores_free_follows_the_load(monkeypatch):
+    from bigcomp.kernels import _numba
+
+    monkeypatch.setattr(_numba.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(_numba.os, "getloadavg", lambda: (1.2, 0.0, 0.0))
+    assert _numba.cores_free()  # this process alone on two cores
+    monkeypatch.setattr(_numba.os, "getloadavg", lambda: (2.1, 0.0, 0.0))
+    assert not _numba.cores_free()  # another busy process: one thread is faster
+
+    def unknown():
+        raise OSError("no load average here")
+
+    monkeypatch.setattr(_numba.os, "getloadavg", unknown)
+    assert _numba.cores_free()
