@@ -129,6 +129,43 @@ def test_bitstream_roundtrip():
     assert np.abs(w - resid).max() <= B.steps_from_codes(codes).max() / 2 + 1e-7
 
 
+def test_deep_network_store(stack, tmp_path):
+    """Width ≥ 16 gets 4 sine layers by default; region = full decode, same bits twice."""
+    data, cam = stack
+    path = compress_inr(data, tmp_path / "d.zarr", camera=cam, tile=(3, 16, 16), width=16,
+                        **FAST)
+    info = inr_info(path)
+    assert info["meta"]["depth"] == 4
+    p = B.nparams(3, 16, 4)
+    assert p == 3 * 16 + 16 + 3 * (16 * 16 + 16) + 16 + 1
+    total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+    assert info["stored_bytes"] == total
+    arr = open_inr(path)
+    full = arr.compute()
+    np.testing.assert_array_equal(arr[1:5, 10:37, 5:33].compute(), full[1:5, 10:37, 5:33])
+    np.testing.assert_array_equal(open_inr(path).compute(), full)
+    err = np.abs(full.astype(float) - data.astype(float))
+    assert err.mean() < data.std()
+    narrow = compress_inr(data, tmp_path / "n.zarr", camera=cam, tile=(3, 16, 16), width=12,
+                          depth=3, **FAST)
+    assert inr_info(narrow)["meta"]["depth"] == 3
+
+
+def test_target_ratio_picks_depth():
+    from bigcomp.inr import compress as C
+    from bigcomp.inr.tiling import TileGrid
+
+    grid = TileGrid.create((32, 256, 256), None)
+    raw = 32 * 256 * 256 * 2
+    w, d = C._shape_for_ratio(raw, 500, grid, 4, None, 6, False)
+    assert d == 4
+    assert w >= C.MIN_DEEP_WIDTH
+    w2, d2 = C._shape_for_ratio(raw, 2000, grid, 4, None, 6, False)
+    assert d2 == 2
+    assert w2 < w
+    assert C._shape_for_ratio(raw, 500, grid, 4, 2, 6, False)[1] == 2
+
+
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"target_ratio": 100, "target_psnr": 30}, "not both"),
     ({"tile": (8, 100, 16)}, "larger than the data"),
@@ -139,6 +176,7 @@ def test_bitstream_roundtrip():
     ({"width": 16, "target_ratio": 50}, "width"),
     ({"device": "tpu"}, "device"),
     ({"target_ratio": 1e7}, "out of reach"),
+    ({"depth": 0}, "depth"),
 ])
 def test_bad_parameters(stack, tmp_path, kwargs, match):
     data, _ = stack
