@@ -167,6 +167,19 @@ _encode_par, _encode_ser = pjit(_encode_kernel)
 
 
 @jit
+def _decode_border(res, k, p, y, x_start, x_end, has_prev, lo, hi):
+    """Decode pixels ``x_start <= x < x_end`` of a row with the fallback predictor (west, else
+    north, else previous plane, else ``lo``), in order; returns the number out of range."""
+    n_bad = 0
+    for x in range(x_start, x_end):
+        z = np.int64(res[x])
+        v = _fallback(k, p, y, x, has_prev, lo) + ((z >> 1) ^ -(z & 1))
+        n_bad += v < lo or v > hi
+        k[p, y, x] = v
+    return n_bad
+
+
+@jit
 def _decode_row(res, k, p, y, has_prev, taps, coefs, shift, sel, lo, hi, acc):
     """Decode row ``y`` of plane ``p`` from its residuals ``res`` (0-based, one row); returns
     the number of values outside ``[lo, hi]``."""
@@ -177,14 +190,8 @@ def _decode_row(res, k, p, y, has_prev, taps, coefs, shift, sel, lo, hi, acc):
     x1 = n_cols - dxmax
     c1, c2, c3, generic = _west_coefs(taps, coefs)
     inner = y + dymin >= 0 and y + dymax < k.shape[1] and x1 > x0
-    n_bad = 0
-    # left border, sequential fallback
-    xa = x0 if inner else n_cols
-    for x in range(min(xa, n_cols)):
-        z = np.int64(res[x])
-        v = _fallback(k, p, y, x, has_prev, lo) + ((z >> 1) ^ -(z & 1))
-        n_bad += v < lo or v > hi
-        k[p, y, x] = v
+    # left border (the whole row where the taps do not fit), sequential fallback
+    n_bad = _decode_border(res, k, p, y, 0, x0 if inner else n_cols, has_prev, lo, hi)
     if not inner:
         return n_bad
     # taps that do not read the current row: vectorisable (0-based views)
@@ -214,12 +221,7 @@ def _decode_row(res, k, p, y, has_prev, taps, coefs, shift, sel, lo, hi, acc):
             w3 = w2
             w2 = w1
             w1 = v
-    for x in range(x1, n_cols):
-        z = np.int64(res[x])
-        v = _fallback(k, p, y, x, has_prev, lo) + ((z >> 1) ^ -(z & 1))
-        n_bad += v < lo or v > hi
-        cur[x] = v
-    return n_bad
+    return n_bad + _decode_border(res, k, p, y, x1, n_cols, has_prev, lo, hi)
 
 
 @jit
@@ -233,16 +235,8 @@ def _decode_row_pair(ra, rb, k, pa, ya, pb, yb, taps, coefs, shift, sel, lo, hi,
     x0 = -dxmin
     x1 = n_cols - dxmax
     c1, c2, c3, _ = _west_coefs(taps, coefs)
-    n_bad = 0
-    for x in range(x0):
-        z = np.int64(ra[x])
-        v = _fallback(k, pa, ya, x, True, lo) + ((z >> 1) ^ -(z & 1))
-        n_bad += v < lo or v > hi
-        k[pa, ya, x] = v
-        z = np.int64(rb[x])
-        v = _fallback(k, pb, yb, x, True, lo) + ((z >> 1) ^ -(z & 1))
-        n_bad += v < lo or v > hi
-        k[pb, yb, x] = v
+    n_bad = _decode_border(ra, k, pa, ya, 0, x0, True, lo, hi)
+    n_bad += _decode_border(rb, k, pb, yb, 0, x0, True, lo, hi)
     _row_sum(acca[x0:x1], k, pa, ya, x0, taps, coefs, sel, rnd)
     _row_sum(accb[x0:x1], k, pb, yb, x0, taps, coefs, sel, rnd)
     cura = k[pa, ya]
@@ -269,16 +263,8 @@ def _decode_row_pair(ra, rb, k, pa, ya, pb, yb, taps, coefs, shift, sel, lo, hi,
         wb3 = wb2
         wb2 = wb1
         wb1 = vb
-    for x in range(x1, n_cols):
-        z = np.int64(ra[x])
-        v = _fallback(k, pa, ya, x, True, lo) + ((z >> 1) ^ -(z & 1))
-        n_bad += v < lo or v > hi
-        cura[x] = v
-        z = np.int64(rb[x])
-        v = _fallback(k, pb, yb, x, True, lo) + ((z >> 1) ^ -(z & 1))
-        n_bad += v < lo or v > hi
-        curb[x] = v
-    return n_bad
+    n_bad += _decode_border(ra, k, pa, ya, x1, n_cols, True, lo, hi)
+    return n_bad + _decode_border(rb, k, pb, yb, x1, n_cols, True, lo, hi)
 
 
 @jit
