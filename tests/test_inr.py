@@ -120,7 +120,15 @@ def test_bitstream_roundtrip():
                            np.cumsum([math.prod(s) for s in shapes]), strict=True)], 1)
     codes = B.step_codes(maxabs, 8)
     q = B.quantise(resid, codes, shapes, 8)
-    assert np.abs(q).max() <= 127
+    lim = B.level_limits(len(shapes), 8)
+    assert list(lim) == [127 * 2**B.FIRST_EXTRA_BITS + 2**B.FIRST_EXTRA_BITS - 1] * 2 + [127] * 4
+    bounds = np.cumsum([0] + [math.prod(s) for s in shapes])
+    for j in range(len(shapes)):
+        assert np.abs(q[:, bounds[j]:bounds[j + 1]]).max() <= lim[j]
+    # the first layer (weight, bias) is quantised FIRST_EXTRA_BITS finer than the others
+    st = B.steps_from_codes(codes)
+    rel = st / np.maximum(maxabs, 1e-30)
+    assert (rel[:, :2] < rel[:, 2:].min() / 2).all()
     q2, c2 = B.decode_pack(B.encode_pack(q, codes), 5, len(shapes), p)
     np.testing.assert_array_equal(q, q2)
     np.testing.assert_array_equal(codes, c2)

@@ -291,8 +291,9 @@ def _width_for_ratio(raw: int, ratio: float, grid: TileGrid, n_model: int, depth
     for w in range(4, 513):
         p = B.nparams(dims, w, depth)
         k = max(1, -(-PACK_SYMBOLS // p))
+        first = (dims + 1) * w * B.FIRST_EXTRA_BITS  # the finer first layer (extra bits)
         need = (_fixed_bytes(grid.ntiles, n_model, p, k, stored)
-                + n_model * (2 * depth + 2 + p * _bpw(bits) / 8))
+                + n_model * (2 * depth + 2 + (p * _bpw(bits) + first) / 8))
         if need > budget:
             break
         best = w

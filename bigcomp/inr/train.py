@@ -91,13 +91,13 @@ def _codes(params, shared, bits: int) -> np.ndarray:
     return B.step_codes(np.stack(cols, axis=1), bits)
 
 
-def _fake_quant(params, shared, steps, qmax: int):
+def _fake_quant(params, shared, steps, qmax):
     """``shared + round(r/step)·step`` with a straight-through gradient."""
     out = []
     for j, (p, s) in enumerate(zip(params, shared, strict=True)):
         st = steps[:, j].reshape((-1,) + (1,) * (p.dim() - 1))
         r = p - s
-        rq = (r / st).round().clamp(-qmax, qmax) * st
+        rq = (r / st).round().clamp(-int(qmax[j]), int(qmax[j])) * st
         out.append(s + r + (rq - r).detach())
     return out
 
@@ -114,7 +114,7 @@ def fit_tiles(data: TileSet, params: list, shared: list, *, steps: int, batch: i
     params = [p.detach().clone().requires_grad_(True) for p in params]
     opt = _adam(params, lr)
     qat_start = steps - round(steps * qat) if final_codes else steps
-    qmax = 2 ** (bits - 1) - 1
+    qmax = B.level_limits(len(params), bits)
     codes = steps_t = None
     for it in range(steps):
         lr_t = lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * it / steps)))
