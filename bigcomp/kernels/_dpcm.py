@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._numba import jit, pjit
-from ._predict import _reach, _row_sum, _vector_taps
+from ._numba import pjit
+from ._predict import _row_sum, _vector_taps, _window, current_row_taps
 
 __all__ = ["FRACTION_BITS", "dpcm_decode", "dpcm_encode"]
 
@@ -29,18 +29,6 @@ def coarse_index(table: np.ndarray) -> tuple[np.ndarray, int]:
     shift = max(FRACTION_BITS - 2, int(np.ceil(np.log2(max(span, 2)))) - 18)
     edges = table[0] + (np.arange((span >> shift) + 2, dtype=np.int64) << shift)
     return np.searchsorted(table, edges).astype(np.int64), shift
-
-
-@jit
-def _west_taps(taps):
-    """Indices of the taps on the current row (``dp == dy == 0``)."""
-    sel = np.empty(taps.shape[0], np.int64)
-    m = 0
-    for t in range(taps.shape[0]):
-        if taps[t, 0] == 0 and taps[t, 1] == 0:
-            sel[m] = t
-            m += 1
-    return sel[:m]
 
 
 def _make(encode):
@@ -64,11 +52,9 @@ def _make(encode):
                 coefs = inter_c if has_prev else intra_c
                 shift = inter_s if has_prev else intra_s
                 rnd = np.int64(1) << (shift - 1) if shift > 0 else np.int64(0)
-                dymin, dymax, dxmin, dxmax = _reach(taps)
+                dymin, dymax, x0, x1 = _window(taps, n_cols)
                 off_row = _vector_taps(taps, True)  # summed for a whole row at once
-                west = _west_taps(taps)  # need this row's reconstruction: per pixel
-                x0 = -dxmin
-                x1 = n_cols - dxmax
+                west = current_row_taps(taps)  # need this row's reconstruction: per pixel
                 for y in range(n_rows):
                     row_inner = y + dymin >= 0 and y + dymax < n_rows
                     if row_inner and x1 > x0:

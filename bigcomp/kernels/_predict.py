@@ -50,6 +50,20 @@ def _fallback(k, p, y, x, has_prev, lo):
 
 
 @jit
+def _window(taps, n_cols):
+    """Rows the taps reach (``dymin``, ``dymax``) and the columns ``x0 <= x < x1`` where every
+    tap falls inside a row of ``n_cols``."""
+    dymin, dymax, dxmin, dxmax = _reach(taps)
+    return dymin, dymax, -dxmin, n_cols - dxmax
+
+
+@jit
+def _rounding(coefs, shift):
+    """``2**(shift-1)`` (0 for shift 0) in the accumulator's dtype."""
+    return coefs.dtype.type(1 << (shift - 1) if shift > 0 else 0)
+
+
+@jit
 def _west_coefs(taps, coefs):
     """Coefficients of the west taps dx = -1, -2, -3, and whether other west taps exist."""
     c1 = np.int64(0)
@@ -70,15 +84,28 @@ def _west_coefs(taps, coefs):
 
 
 @jit
-def _vector_taps(taps, skip_current_row):
-    """Indices of the taps summed row-wise (all, or those not on the current row)."""
+def _taps_where(taps, off_row, on_row):
+    """Indices of the taps off the current row (``dp``/``dy`` not both 0) and/or on it."""
     sel = np.empty(taps.shape[0], np.int64)
     m = 0
     for t in range(taps.shape[0]):
-        if not (skip_current_row and taps[t, 0] == 0 and taps[t, 1] == 0):
+        current = taps[t, 0] == 0 and taps[t, 1] == 0
+        if (on_row and current) or (off_row and not current):
             sel[m] = t
             m += 1
     return sel[:m]
+
+
+@jit
+def _vector_taps(taps, skip_current_row):
+    """Indices of the taps summed row-wise (all, or those not on the current row)."""
+    return _taps_where(taps, True, not skip_current_row)
+
+
+@jit
+def current_row_taps(taps):
+    """Indices of the taps on the current row (they need this row's values: per pixel)."""
+    return _taps_where(taps, False, True)
 
 
 @jit
@@ -127,10 +154,8 @@ def encode_rows(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi,
         taps = inter if has_prev else intra
         coefs = inter_c if has_prev else intra_c
         shift = inter_s if has_prev else intra_s
-        rnd = coefs.dtype.type(1 << (shift - 1) if shift > 0 else 0)
-        dymin, dymax, dxmin, dxmax = _reach(taps)
-        x0 = -dxmin
-        x1 = n_cols - dxmax
+        rnd = _rounding(coefs, shift)
+        dymin, dymax, x0, x1 = _window(taps, n_cols)
         row = (g - r0) * n_cols
         inner = y + dymin >= 0 and y + dymax < n_rows and x1 > x0
         if inner:
@@ -184,10 +209,8 @@ def _decode_row(res, k, p, y, has_prev, taps, coefs, shift, sel, lo, hi, acc):
     """Decode row ``y`` of plane ``p`` from its residuals ``res`` (0-based, one row); returns
     the number of values outside ``[lo, hi]``."""
     n_cols = k.shape[2]
-    rnd = coefs.dtype.type(1 << (shift - 1) if shift > 0 else 0)
-    dymin, dymax, dxmin, dxmax = _reach(taps)
-    x0 = -dxmin
-    x1 = n_cols - dxmax
+    rnd = _rounding(coefs, shift)
+    dymin, dymax, x0, x1 = _window(taps, n_cols)
     c1, c2, c3, generic = _west_coefs(taps, coefs)
     inner = y + dymin >= 0 and y + dymax < k.shape[1] and x1 > x0
     # left border (the whole row where the taps do not fit), sequential fallback
@@ -230,10 +253,8 @@ def _decode_row_pair(ra, rb, k, pa, ya, pb, yb, taps, coefs, shift, sel, lo, hi,
     taps, both away from the top/bottom border, west taps -1..-3 only): the two sequential
     west-neighbour chains alternate in one loop and overlap."""
     n_cols = k.shape[2]
-    rnd = coefs.dtype.type(1 << (shift - 1) if shift > 0 else 0)
-    _, _, dxmin, dxmax = _reach(taps)
-    x0 = -dxmin
-    x1 = n_cols - dxmax
+    rnd = _rounding(coefs, shift)
+    _, _, x0, x1 = _window(taps, n_cols)
     c1, c2, c3, _ = _west_coefs(taps, coefs)
     n_bad = _decode_border(ra, k, pa, ya, 0, x0, True, lo, hi)
     n_bad += _decode_border(rb, k, pb, yb, 0, x0, True, lo, hi)
@@ -301,14 +322,12 @@ def decode_stack(res, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, 
     p0 = s * nz
     n_bad = decode_rows(res[:plane], nz, intra, intra_c, intra_s, inter, inter_c, inter_s,
                         lo, hi, p0 * n_rows, (p0 + 1) * n_rows, k)
-    dymin, dymax, dxmin, dxmax = _reach(inter)
+    dymin, dymax, x0, x1 = _window(inter, n_cols)
     lag = 1
     for t in range(inter.shape[0]):
         if inter[t, 0] != 0:
             lag = max(lag, inter[t, 1] + 1)
     _, _, _, generic = _west_coefs(inter, inter_c)
-    x0 = -dxmin
-    x1 = n_cols - dxmax
     sel = _vector_taps(inter, True)
     acca = np.empty(n_cols, inter_c.dtype)
     accb = np.empty(n_cols, inter_c.dtype)
