@@ -51,3 +51,15 @@ def test_f_order_chunks(tmp_path):
     )
     arr[:] = data
     np.testing.assert_array_equal(zarr.open_array(tmp_path / "f.zarr", mode="r")[:], data)
+
+
+def test_variable_size_protocol_and_shards(tmp_path):
+    # compressors cannot state their output size; zarr's shards record each chunk's size instead
+    codec = bigcomp.zarr3.Lossless()
+    with pytest.raises(NotImplementedError, match="data-dependent size"):
+        codec.compute_encoded_size(1024, None)
+    a = (np.random.default_rng(0).poisson(50, (8, 64, 64)) + 100).astype(np.uint16)
+    z = zarr.create_array(tmp_path / "s.zarr", shape=a.shape, chunks=(4, 32, 32),
+                          shards=(8, 64, 64), dtype=a.dtype, serializer=codec)
+    z[...] = a
+    np.testing.assert_array_equal(zarr.open_array(tmp_path / "s.zarr")[...], a)

@@ -66,8 +66,15 @@ class _ChunkCodecMixin:
         return await asyncio.to_thread(self._decode_sync, chunk_bytes, chunk_spec)
 
     def compute_encoded_size(self, _input_byte_length: int, _chunk_spec: ArraySpec) -> int:
-        # variable-size codec: zarr treats NotImplementedError as "size unknown" (as for blosc)
-        raise NotImplementedError
+        """Not a fixed function of the input size: zarr's protocol for compressors.
+
+        zarr's abstract ``BaseCodec.compute_encoded_size`` asks variable-size codecs to raise
+        ``NotImplementedError`` (its blosc, zstd and gzip codecs do the same); zarr then treats
+        the encoded size as unknown, e.g. inside shards, whose index records each chunk's size.
+        """
+        raise NotImplementedError(
+            "bigcomp chunks have a data-dependent size (zarr treats this as 'size unknown')"
+        )
 
 
 @dataclass(frozen=True)
