@@ -57,7 +57,7 @@ def demo(
         table.add_column(col, justify="right")
     y_true = camera.forward(data)
     for label, qq in (("lossless", 0.0), (f"wnl q={q:g}σ", q)):
-        for coder in ("max", "fast"):
+        for coder in ("max", "rice", "fast"):
             decode_chunk(encode_chunk(data, q=qq, camera=camera, coder=coder))  # compile kernels
             t0 = time.perf_counter()
             blob = encode_chunk(data, q=qq, camera=camera, coder=coder)
@@ -141,7 +141,7 @@ def compress(
     chunks: Annotated[str | None, typer.Option(
         help="Chunk shape of the store, e.g. 16,256,256 (leading axes get 1; -1 = whole axis)."
     )] = None,
-    coder: Annotated[str, typer.Option(help="'max' (smallest) or 'fast' (fastest).")] = "max",
+    coder: Annotated[str, typer.Option(help="'max' (smallest), 'rice' (near max, faster) or 'fast' (fastest).")] = "max",
     order: Annotated[str, typer.Option(
         help="'qp' quantise then predict, or 'pq' predict then quantise (sparse data).")] = "qp",
     dataset: Annotated[str | None, typer.Option(

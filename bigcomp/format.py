@@ -1,13 +1,15 @@
 """The chunk bitstream: header layout, versioning and checksum.
 
-Every encoded chunk stands alone. Layout of format version 1 (all little-endian)::
+Every encoded chunk stands alone. Layout of format versions 1 and 2 (all little-endian)::
 
     offset  size        field
     0       4           magic b"BGCP"
-    4       1           format version (1)
+    4       1           format version: the oldest that can decode the chunk (2 for the rice
+                        coder, else 1; version 1 has no coder 2)
     5       1           mode: 0 lossless, 1 within-noise-level (WNL)
     6       1           order: 0 quantise-then-predict, 1 predict-then-quantise (DPCM)
-    7       1           coder: 0 fast (bit-packed blocks of 32), 1 max (rANS with contexts)
+    7       1           coder: 0 fast (bit-packed blocks of 32), 1 max (rANS with contexts),
+                        2 rice (Golomb-Rice blocks of 64; format version 2)
     8       1           dtype: 1 uint8, 2 uint16, 3 float32
     9       1           ndim (0..32)
     10      2           reserved (0)
@@ -39,13 +41,14 @@ from crc32c import crc32c
 from .errors import CorruptChunkError, FormatVersionError, UnsupportedDataError
 from .predictors import Taps
 
-__all__ = ["FORMAT_VERSION", "MAGIC", "ChunkHeader", "pack_chunk", "unpack_chunk"]
+__all__ = ["CODER_VERSION", "FORMAT_VERSION", "MAGIC", "ChunkHeader", "pack_chunk", "unpack_chunk"]
 
 MAGIC = b"BGCP"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest version this bigcomp reads and writes
+CODER_VERSION = {"fast": 1, "max": 1, "rice": 2}  # the version a chunk of each coder gets
 MODES = {"lossless": 0, "wnl": 1}
 ORDERS = {"qp": 0, "pq": 1}
-CODERS = {"fast": 0, "max": 1}
+CODERS = {"fast": 0, "max": 1, "rice": 2}
 DTYPES = {np.dtype("uint8"): 1, np.dtype("uint16"): 2, np.dtype("float32"): 3}
 _FIXED = struct.Struct("<4sBBBBBB2x")
 _PARAMS = struct.Struct("<dddd")
@@ -90,7 +93,7 @@ def pack_chunk(header: ChunkHeader, payload: bytes, escapes: np.ndarray) -> byte
     parts = [
         _FIXED.pack(
             MAGIC,
-            FORMAT_VERSION,
+            CODER_VERSION[header.coder],
             MODES[header.mode],
             ORDERS[header.order],
             CODERS[header.coder],
@@ -183,6 +186,8 @@ def unpack_chunk(buf) -> tuple[ChunkHeader, memoryview, np.ndarray]:
         raise CorruptChunkError(
             f"corrupt bigcomp chunk: unknown mode/order/coder/dtype {mode, order, coder, dtype_code}"
         ) from None
+    if CODER_VERSION[coder_s] > version:
+        raise CorruptChunkError(f"corrupt bigcomp chunk: coder {coder_s} in format version {version}")
     if ndim > 32:
         raise CorruptChunkError(f"corrupt bigcomp chunk: ndim {ndim}")
     shape = struct.unpack(f"<{ndim}I", reader.take(4 * ndim, "shape"))

@@ -1,7 +1,7 @@
 """GPU encoding and decoding of chunks: the same bitstream as :mod:`bigcomp.chunk`, byte for byte.
 
 :func:`encode_chunk_gpu` runs every stage of :func:`bigcomp.encode_chunk` on the device
-(quantisation look-up or float transform, prediction, the ``fast`` or ``max`` coder) and returns
+(quantisation look-up or float transform, prediction, the ``fast``, ``rice`` or ``max`` coder) and returns
 the very bytes the CPU writes; :func:`decode_chunk_gpu` decodes any chunk (CPU- or GPU-written)
 into a device array. Only small things happen on the host: the predictor choice (the CPU's
 :func:`~bigcomp.predictors.choose_predictor` on a sample copied from the device), the ``max``
@@ -164,7 +164,7 @@ def encode_chunk_gpu(
     from .chunk import _NO_TAPS, _as_3d, encode_chunk, validate_parameters
     from .format import ChunkHeader, pack_chunk
     from .kernels import _cuda_common as C
-    from .kernels import _cuda_fast, _cuda_lookup, _cuda_max, _cuda_predict
+    from .kernels import _cuda_fast, _cuda_lookup, _cuda_max, _cuda_predict, _cuda_rice
     from .noise import CameraModel
     from .predictors import choose_predictor
 
@@ -224,8 +224,9 @@ def encode_chunk_gpu(
     k3 = k.reshape(shape3)
 
     # predict (choice on the host from a sample, residuals on the device)
-    intra, inter = choose_predictor(
-        _sample_for_predictor(k, shape3, nz), nz, lo, hi, fit=coder == "max"
+    intra, inter = choose_predictor(  # the CPU's arguments: the CPU's choice
+        _sample_for_predictor(k, shape3, nz), nz, lo, hi, fit=coder != "fast",
+        reweight=coder != "fast",
     )
     taps, coefs, info, _ = _cuda_predict.predictor_info(intra.as_arrays(), inter.as_arrays())
     symbols = C.empty(n, np.uint32)
@@ -236,6 +237,8 @@ def encode_chunk_gpu(
     # code
     if coder == "fast":
         payload = _cuda_fast.encode_fast(symbols)
+    elif coder == "rice":
+        payload = _cuda_rice.encode_rice(symbols, shape3[2])
     else:
         payload = _cuda_max.encode_max(symbols, shape3[2], rows_per_segment)
     header = ChunkHeader(
@@ -294,7 +297,7 @@ def decode_chunk_gpu(buf, *, out=None):
     from .chunk import _as_3d, decode_chunk, decoding_parameters
     from .format import unpack_chunk
     from .kernels import _cuda_common as C
-    from .kernels import _cuda_fast, _cuda_lookup, _cuda_max, _cuda_predict
+    from .kernels import _cuda_fast, _cuda_lookup, _cuda_max, _cuda_predict, _cuda_rice
 
     C.require_cuda()
     raw = _host_bytes(buf)
@@ -311,6 +314,8 @@ def decode_chunk_gpu(buf, *, out=None):
     try:
         if header.coder == "fast":
             _cuda_fast.decode_fast(pay, n, symbols, C.zeros(2, np.int64))
+        elif header.coder == "rice":
+            _cuda_rice.decode_rice(pay, n, symbols, C.zeros(1, np.int64))
         else:
             _cuda_max.decode_max(pay, n, shape3[2], symbols)
     except ValueError as exc:

@@ -305,7 +305,7 @@ def compress(source, dest: str | os.PathLike, *, mode: str = "wnl", q: float = 1
         in ``dest``, from the source's bigcomp metadata, or estimated from a sample of chunks.
     chunks : tuple of int or str, optional
         Chunk shape of the store (see :func:`default_chunks`).
-    coder : {"max", "fast"}
+    coder : {"max", "fast", "rice"}
     order : {"qp", "pq"}
     dims : sequence of str, optional
         Axis names (default: the source's, or :func:`bigcomp.io.default_dims`).

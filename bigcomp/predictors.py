@@ -264,7 +264,7 @@ def _reweighted(values: np.ndarray, target: np.ndarray, cols: list[int], taps: T
     return taps
 
 
-def _best(k, nz, inter, candidates, fits, lo, hi) -> Taps | None:
+def _best(k, nz, inter, candidates, fits, lo, hi, reweight=True) -> Taps | None:
     """Cheapest of ``candidates`` plus least-squares fits of ``fits`` on sampled pixels."""
     where = _positions(k.shape, nz, inter, FIT_SAMPLE, margin=3)
     if where is None:
@@ -291,7 +291,7 @@ def _best(k, nz, inter, candidates, fits, lo, hi) -> Taps | None:
         bits, best = wide
     # the chosen least-squares predictor, refitted towards least absolute residuals
     # (3-5 ms a chunk: only where that is a few % of the encode time)
-    if (best.offsets in fits and full is not None and values.shape[0] <= 2**14
+    if (reweight and best.offsets in fits and full is not None and values.shape[0] <= 2**14
             and k.size >= REWEIGHT_MIN_SIZE):
         cols = [column[o] for o in best.offsets]
         refit = _reweighted(values, target, cols, best, lo, hi)
@@ -301,7 +301,7 @@ def _best(k, nz, inter, candidates, fits, lo, hi) -> Taps | None:
 
 
 def choose_predictor(
-    k: np.ndarray, nz: int, lo: int, hi: int, *, fit: bool = True
+    k: np.ndarray, nz: int, lo: int, hi: int, *, fit: bool = True, reweight: bool = True
 ) -> tuple[Taps, Taps]:
     """Pick the ``(intra, inter)`` predictor pair with the smallest residual entropy.
 
@@ -318,13 +318,16 @@ def choose_predictor(
         Range of ``k`` (predictions are clipped to it).
     fit : bool
         Also try least-squares predictors.
+    reweight : bool
+        Refit the chosen least-squares predictor by reweighted least squares on chunks of at
+        least ``REWEIGHT_MIN_SIZE`` pixels (+1-2 % ratio, 3-5 ms a chunk).
     """
     with _blas().limit(limits=1, user_api="blas"):  # tiny products: threads only contend
-        intra = _best(k, nz, False, FIXED_INTRA, [LS_INTRA] if fit else [], lo, hi)
+        intra = _best(k, nz, False, FIXED_INTRA, [LS_INTRA] if fit else [], lo, hi, reweight)
         intra = intra or FIXED_INTRA["b3d"]
         inter_candidates = dict(FIXED_INTER, same_as_intra=intra)
         fits = [LS_INTER, LS_INTER_WIDE] if fit else []
-        inter = _best(k, nz, True, inter_candidates, fits, lo, hi)
+        inter = _best(k, nz, True, inter_candidates, fits, lo, hi, reweight)
     return intra, inter or FIXED_INTER["avg3d"]
 
 

@@ -87,19 +87,41 @@ def _fixture_arrays() -> dict[str, np.ndarray]:
 
 
 @pytest.mark.parametrize(
-    ("name", "codec"),
+    ("version", "name", "codec"),
     [
-        ("lossless_max", Lossless(coder="max")),
-        ("lossless_fast", Lossless(coder="fast")),
-        ("wnl_qp_max", WNL.from_camera(CAMERA, q=1.0)),
-        ("wnl_qp_fast", WNL.from_camera(CAMERA, q=2.0, coder="fast")),
-        ("wnl_pq_max", WNL.from_camera(CAMERA, q=1.0, order="pq")),
+        (1, "lossless_max", Lossless(coder="max")),
+        (1, "lossless_fast", Lossless(coder="fast")),
+        (1, "wnl_qp_max", WNL.from_camera(CAMERA, q=1.0)),
+        (1, "wnl_qp_fast", WNL.from_camera(CAMERA, q=2.0, coder="fast")),
+        (1, "wnl_pq_max", WNL.from_camera(CAMERA, q=1.0, order="pq")),
+        (2, "lossless_rice", Lossless(coder="rice")),
+        (2, "wnl_qp_rice", WNL.from_camera(CAMERA, q=1.0, coder="rice")),
+        (2, "wnl_pq_rice", WNL.from_camera(CAMERA, q=1.0, order="pq", coder="rice")),
     ],
 )
-def test_backwards_compatibility(name, codec):
+def test_backwards_compatibility(version, name, codec):
     """A chunk stored per format version and mode decodes as it did when written."""
-    folder = FIXTURES / f"v{FORMAT_VERSION}" / name
+    folder = FIXTURES / f"v{version}" / name
+    for path in folder.glob("*.bgc"):
+        assert path.read_bytes()[4] == version
     check_backwards_compatibility(folder, codec, _fixture_arrays())
+
+
+@pytest.mark.parametrize(("coder", "version"), [("fast", 1), ("max", 1), ("rice", 2)])
+def test_chunks_carry_the_oldest_version_that_reads_them(coder, version):
+    """fast and max chunks stay version 1 (older bigcomp reads them); rice needs version 2."""
+    data = light_sheet((2, 16, 16)).data
+    assert encode_chunk(data, q=1.0, camera=CAMERA, coder=coder)[4] == version
+    assert version <= FORMAT_VERSION
+
+
+def test_rice_chunk_labelled_version_1_is_corrupt():
+    data = light_sheet((2, 16, 16)).data
+    chunk = bytearray(encode_chunk(data, q=1.0, camera=CAMERA, coder="rice")[:-4])
+    chunk[4] = 1
+    chunk += struct.pack("<I", crc32c(bytes(chunk)))
+    with pytest.raises(CorruptChunkError, match="coder rice in format version 1"):
+        decode_chunk(bytes(chunk))
 
 
 def test_intra_tap_reading_previous_plane_rejected(chunk):

@@ -15,8 +15,10 @@ class Lossless(ChunkCodec):
 
     Parameters
     ----------
-    coder : {"max", "fast"}
-        ``"max"``: context-modelled rANS (smallest); ``"fast"``: bit-packed blocks of 32.
+    coder : {"max", "fast", "rice"}
+        ``"max"``: context-modelled rANS (smallest); ``"fast"``: bit-packed blocks of 32
+        (fastest); ``"rice"``: Golomb-Rice blocks of 64 (within a few % of ``max``, faster;
+        format version 2).
 
     Examples
     --------

@@ -24,7 +24,7 @@ ARRAYS = [
 ]
 
 
-@pytest.mark.parametrize("coder", ["max", "fast"])
+@pytest.mark.parametrize("coder", ["max", "fast", "rice"])
 @pytest.mark.parametrize("arr", ARRAYS, ids=lambda a: f"{a.dtype}{a.shape}")
 def test_encode_decode(arr, coder):
     codec = Lossless(coder=coder)
@@ -33,7 +33,7 @@ def test_encode_decode(arr, coder):
     np.testing.assert_array_equal(dec.reshape(arr.shape), arr)
 
 
-@pytest.mark.parametrize("coder", ["max", "fast"])
+@pytest.mark.parametrize("coder", ["max", "fast", "rice"])
 @given(data=st.one_of(integer_arrays("uint16"), integer_arrays("uint8")))
 def test_round_trip_property(data, coder):
     codec = Lossless(coder=coder)

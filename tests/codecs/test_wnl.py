@@ -17,7 +17,7 @@ CAMERA = CameraModel(gain=2.0, offset=100.0, read_noise=1.6)
 
 
 @pytest.mark.parametrize("order", ["qp", "pq"])
-@pytest.mark.parametrize("coder", ["max", "fast"])
+@pytest.mark.parametrize("coder", ["max", "fast", "rice"])
 @pytest.mark.parametrize("q", [0.5, 1.0, 3.0])
 def test_light_sheet_within_bound(q, coder, order):
     syn = light_sheet((6, 96, 80))
@@ -29,7 +29,7 @@ def test_light_sheet_within_bound(q, coder, order):
 
 
 @pytest.mark.parametrize("order", ["qp", "pq"])
-@pytest.mark.parametrize("coder", ["max", "fast"])
+@pytest.mark.parametrize("coder", ["max", "fast", "rice"])
 @given(case=st.one_of(camera_arrays("uint16"), camera_arrays("uint8")), q=st.floats(0.1, 8.0))
 def test_bound_property(case, q, coder, order):
     camera, data = case

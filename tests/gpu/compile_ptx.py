@@ -24,6 +24,7 @@ def _kernels():
     from bigcomp.kernels import _cuda_lookup as L
     from bigcomp.kernels import _cuda_max as M
     from bigcomp.kernels import _cuda_predict as P
+    from bigcomp.kernels import _cuda_rice as R
 
     i64, u8, u16, u32, i32, f32, f64 = (
         types.int64,
@@ -78,6 +79,12 @@ def _kernels():
         "fast_pack": (F._pack, V(a1(u32), a1(i64), a1(i64), a1(u32))),
         "fast_widths_in": (F._widths_in, V(a1(u8), a1(i64), a1(i64))),
         "fast_unpack": (F._unpack, V(a1(u32), a1(i64), a1(i64), a1(u32), a1(i64))),
+        "rice_encode_groups": (R._encode_groups, V(a1(u32), i64, i64, a1(u32), a1(i64))),
+        "rice_compact": (R._compact, V(a1(u32), i64, a1(i64), a1(u32))),
+        "rice_decode_groups": (
+            R._decode_groups,
+            V(a1(u32), a1(i64), a1(i64), i64, a1(u32), a1(i64)),
+        ),
         "max_any_diff": (M._any_diff, V(a1(u32), a1(i64))),
         "max_tokens": (M._tokens, V(a1(u32), i64, i64, a1(i64), a1(u16), a1(i64), a1(i64))),
         "max_seg_counts": (M._seg_counts, V(a1(i64), i64, i64, i64, i64, a1(i64))),

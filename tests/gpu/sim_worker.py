@@ -76,6 +76,17 @@ def job_fast(symbols):
     return enc, _host(out)
 
 
+def job_rice(symbols, row_length):
+    """GPU encoding of ``symbols``, and GPU decoding of that payload."""
+    from bigcomp.kernels import _cuda_common as C
+    from bigcomp.kernels import _cuda_rice as R
+
+    enc = R.encode_rice(C.to_device(symbols), row_length)
+    out = C.empty(symbols.size, np.uint32)
+    R.decode_rice(np.frombuffer(enc, np.uint8), symbols.size, out, C.zeros(1, np.int64))
+    return enc, _host(out)
+
+
 def job_max(symbols, row_length, seg_target=None, rows_per_segment=None):
     from bigcomp.kernels import _cuda_common as C
     from bigcomp.kernels import _cuda_max as M

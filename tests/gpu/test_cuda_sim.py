@@ -22,7 +22,7 @@ pytest.importorskip("numba.cuda", reason="numba-cuda is not installed")
 
 import bigcomp
 from bigcomp import CameraModel, decode_chunk, encode_chunk
-from bigcomp.kernels import _coders, _rans
+from bigcomp.kernels import _coders, _rans, _rice
 from bigcomp.kernels._lookup import lookup
 from bigcomp.kernels._predict import predict_decode, predict_encode
 from bigcomp.noise import quantisation_tables
@@ -31,7 +31,7 @@ from bigcomp.predictors import FIXED_INTER, FIXED_INTRA, LS_INTER_WIDE, LS_INTRA
 WORKER = Path(__file__).with_name("sim_worker.py")
 CAMERA = CameraModel(gain=2.0, offset=100.0, read_noise=1.6)
 SHAPES = [(300,), (13, 37), (3, 9, 21), (2, 3, 7, 11)]
-CODERS = ["fast", "max"]
+CODERS = ["fast", "max", "rice"]
 
 
 def _image(shape, dtype, seed=0):
@@ -116,7 +116,7 @@ def _cpu_max(symbols, rl, seg_target=None):
         _rans.SEG_TARGET = old
 
 
-FIXTURE_CHUNKS = sorted((Path(__file__).parents[1] / "fixture" / "v1").glob("*/*.bgc"))
+FIXTURE_CHUNKS = sorted((Path(__file__).parents[1] / "fixture").glob("v*/*/*.bgc"))
 
 
 @pytest.fixture(scope="module")
@@ -157,11 +157,12 @@ def sim(tmp_path_factory):
         add(("max", i), "max", symbols=s, row_length=rl)
         add(("max_seg", i), "max", symbols=s, row_length=rl, seg_target=LITTLE_SEG)
         add(("max_rows", i), "max", symbols=s, row_length=rl, rows_per_segment=1)
+        add(("rice", i), "rice", symbols=s, row_length=rl)
     for case in CHUNK_CASES:
         shape, dtype, q, coder = case
         add(("chunk", case), "chunk", data=_image(shape, dtype), **_kw(q, coder))
     for path in FIXTURE_CHUNKS:
-        add(("file", path.parent.name, path.stem), "decode_chunk", buf=path.read_bytes())
+        add(("file", *path.parts[-3:-1], path.stem), "decode_chunk", buf=path.read_bytes())
     x = _image((3, 9, 21), "uint16")
     add("max_small_segments", "encode_chunk", data=x, coder="max", rows_per_segment=2)
     add("pq", "encode_chunk", data=x, q=1.0, camera=CAMERA, order="pq")
@@ -309,6 +310,14 @@ def test_fast_coder(sim, i):
 
 
 @pytest.mark.parametrize("i", range(len(CODER_CASES)))
+def test_rice_coder(sim, i):
+    s, rl = CODER_CASES[i]
+    enc, dec = _ok(sim[("rice", i)])
+    assert enc == _rice.encode_rice(s, rl)
+    np.testing.assert_array_equal(dec, s)
+
+
+@pytest.mark.parametrize("i", range(len(CODER_CASES)))
 @pytest.mark.parametrize("variant", ["max", "max_seg"])
 def test_max_coder(sim, i, variant):
     s, rl = CODER_CASES[i]
@@ -339,11 +348,12 @@ def test_chunk_identical(sim, case):
     np.testing.assert_array_equal(got, expected)
 
 
-@pytest.mark.parametrize("path", FIXTURE_CHUNKS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+@pytest.mark.parametrize("path", FIXTURE_CHUNKS, ids=lambda p: "/".join(p.parts[-3:]))
 def test_stored_chunks_decode(sim, path):
-    """Every stored format-v1 chunk (CPU-written, all modes and coders) decodes on the GPU."""
+    """Every stored chunk of every format version (CPU-written, all modes and coders) decodes
+    on the GPU."""
     expected = np.load(path.with_suffix(".out.npy"))
-    got = _ok(sim[("file", path.parent.name, path.stem)])
+    got = _ok(sim[("file", *path.parts[-3:-1], path.stem)])
     assert got.dtype == expected.dtype
     np.testing.assert_array_equal(got.reshape(expected.shape), expected)
 
