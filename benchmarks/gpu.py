@@ -1,4 +1,4 @@
-"""GPU benchmark: bigcomp ``fast``/``max`` on the device against nvCOMP, results into docs/gpu.md.
+"""GPU benchmark: bigcomp ``fast``/``rice``/``max`` on the device against nvCOMP, into docs/gpu.md.
 
 One command on a machine with a CUDA GPU::
 
@@ -57,7 +57,7 @@ def _bigcomp_rows(x_host, cp, repeats, camera):
     nbytes = x_host.nbytes
     rows = []
     for q in (0.0, 1.0):
-        for coder, rps in (("fast", None), ("max", None), ("max", 8)):
+        for coder, rps in (("fast", None), ("rice", None), ("max", None), ("max", 8)):
             kw = {"q": q, "camera": camera if q else None, "coder": coder}
             if rps:
                 kw["rows_per_segment"] = rps

@@ -221,16 +221,17 @@ def vst_blosc_method(q: float, camera: CameraModel) -> Method:
 
 def methods_for(ds: Dataset, quick: bool) -> list[Method]:
     cam = ds.camera
-    out = [bigcomp_method(0, "qp", "max", cam), bigcomp_method(0, "qp", "fast", cam),
-           zstd_method(3), zstd_method(19), blosc_method("lz4"), blosc_method("zstd"),
+    out = [bigcomp_method(0, "qp", "max", cam), bigcomp_method(0, "qp", "rice", cam),
+           bigcomp_method(0, "qp", "fast", cam), zstd_method(3), zstd_method(19), blosc_method("lz4"), blosc_method("zstd"),
            jxl_method(1), jxl_method(7)]
     for q in (1.0,) if quick else (1.0, 2.0):
-        out += [bigcomp_method(q, "qp", "max", cam), bigcomp_method(q, "qp", "fast", cam),
-                bigcomp_method(q, "pq", "max", cam), sz3_method(q, cam),
+        out += [bigcomp_method(q, "qp", "max", cam), bigcomp_method(q, "qp", "rice", cam),
+                bigcomp_method(q, "qp", "fast", cam), bigcomp_method(q, "pq", "max", cam), sz3_method(q, cam),
                 sz3_method(q, cam, verified=True),
                 vst_blosc_method(q, cam)]
     if ds.name.startswith("synthetic"):
         out += [bigcomp_method(1.0, "qp", "max", cam, threads=2),
+                bigcomp_method(1.0, "qp", "rice", cam, threads=2),
                 bigcomp_method(1.0, "qp", "fast", cam, threads=2)]
     return out
 
@@ -342,16 +343,18 @@ def render(rows: list[Row], datasets: list[Dataset], quick: bool, elapsed: float
               ("| dataset | max q=1 ratio / SZ3 (≥ 1.15) | ... / SZ3 verified (≥ 1.15) | "
                "max q=1 encode / SZ3 (≥ 3) | "
                "max q=1 decode / SZ3 (≥ 3) | lossless max / JPEG-XL e1 (≥ 1) | "
-               "fast q=1 encode MB/s (≥ 1000) | fast / max ratio q=1 (≥ 0.9) |"),
-              "|---|---|---|---|---|---|---|---|"]
+               "fast q=1 encode MB/s (≥ 1000) | fast / max ratio q=1 (≥ 0.9) | "
+               "rice q=1 encode MB/s | rice / max ratio q=1 |"),
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for d in datasets:
         get = {(r.method, r.q): r for r in rows if r.dataset == d.name}
         mx, fs = get.get(("bigcomp max qp", 1.0)), get.get(("bigcomp fast qp", 1.0))
+        rc = get.get(("bigcomp rice qp", 1.0))
         s3, jx = get.get(("SZ3 abs q/2 in VST domain", 1.0)), get.get(
             ("JPEG-XL lossless effort 1", 0.0))
         ll = get.get(("bigcomp max", 0.0))
         s3v = get.get(("SZ3 verified (bound tuned so integers stay within q/2)", 1.0))
-        if not (mx and fs and s3 and jx and ll and s3v):
+        if not (mx and fs and rc and s3 and jx and ll and s3v):
             continue
 
         def mark(value: float, target: float) -> str:
@@ -361,7 +364,9 @@ def render(rows: list[Row], datasets: list[Dataset], quick: bool, elapsed: float
                      f"{mark(mx.ratio / s3v.ratio, 1.15)} | "
                      f"{mark(mx.enc / s3.enc, 3)} | {mark(mx.dec / s3.dec, 3)} | "
                      f"{mark(ll.ratio / jx.ratio, 1)} | {fs.enc:.0f} "
-                     f"{'✓' if fs.enc >= 1000 else '✗'} | {mark(fs.ratio / mx.ratio, 0.9)} |")
+                     f"{'✓' if fs.enc >= 1000 else '✗'} | {mark(fs.ratio / mx.ratio, 0.9)} | "
+                     f"{rc.enc:.0f} {'✓' if rc.enc >= 1000 else '✗'} | "
+                     f"{mark(rc.ratio / mx.ratio, 0.9)} |")
     return "\n".join(lines) + "\n"
 
 
