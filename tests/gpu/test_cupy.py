@@ -50,7 +50,7 @@ def test_gpu_available():
     assert gpu_available()
 
 
-@pytest.mark.parametrize("coder", ["fast", "max"])
+@pytest.mark.parametrize("coder", ["fast", "rice", "max"])
 @pytest.mark.parametrize(("shape", "dtype", "q"), CASES)
 def test_cross_decoding(shape, dtype, q, coder):
     """GPU-encoded chunks are the CPU's bytes; each side decodes the other's."""
