@@ -12,8 +12,9 @@ from bigcomp.testing import check_within_bound
 
 @pytest.mark.parametrize(
     "serializer",
-    [bigcomp.zarr3.Lossless(), bigcomp.zarr3.WNL(q=1.0, gain=2.0, offset=100.0, read_noise=1.6)],
-    ids=["lossless", "wnl"],
+    [bigcomp.zarr3.Lossless(), bigcomp.zarr3.WNL(q=1.0, gain=2.0, offset=100.0, read_noise=1.6),
+     bigcomp.zarr3.WNL(q=1.0, gain=2.0, offset=100.0, read_noise=1.6, coder="rice")],
+    ids=["lossless", "wnl", "wnl-rice"],
 )
 def test_zarr_round_trip(tmp_path, serializer):
     data = light_sheet((5, 70, 90)).data
