@@ -319,3 +319,73 @@ def test_rate_control_meets_target(tmp_path, monkeypatch):
     total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
     assert info["stored_bytes"] == total
     assert s.data.nbytes / total >= 40
+
+
+def test_allocate_gives_busy_tiles_more_width():
+    from bigcomp.inr import compress as C
+
+    err = np.array([1.0, 100.0, 10.0, 10.0])
+    ws = C._allocate(err, 4 * C._tile_bytes(3, 20, 4, 6), 3, 4, 6, 7, 40)
+    assert ws[1] > max(ws[2], ws[3])
+    assert min(ws[2], ws[3]) > ws[0]
+    assert abs(int(ws[2]) - int(ws[3])) <= 1
+    assert sum(C._tile_bytes(3, int(w), 4, 6) for w in ws) <= 4 * C._tile_bytes(3, 20, 4, 6)
+    assert ws.min() >= 7
+    assert ws.max() <= 40
+
+
+@pytest.mark.parametrize(("init", "ratio"), [("seeded", 5), ("reptile", 3)])
+def test_per_tile_widths_store(stack, tmp_path, monkeypatch, init, ratio):
+    """Format 3: every tile has its own width; decode = independent re-evaluation, region =
+    full, same bits twice; ``allocate=False`` still writes format 2."""
+    from bigcomp.inr import compress as C
+    from bigcomp.inr.model import evaluate_tile, seeded_init
+    from bigcomp.inr.store import _Decoder, read_meta
+    from bigcomp.inr.tiling import TileGrid
+
+    if init == "reptile":  # two tiles of similar error: force different widths
+        monkeypatch.setattr(C, "_allocate", lambda err, avail, dims, depth, bits, lo, hi:
+                            np.array([hi] + [max(lo, hi // 2)] * (len(err) - 1)))
+    data, cam = stack
+    kw = {"camera": cam, "tile": (3, 16, 16), "target_ratio": ratio, "init": init, **FAST}
+    path = compress_inr(data, tmp_path / "a.zarr", **kw)
+    info = inr_info(path)
+    meta = info["meta"]
+    assert meta["format_version"] == 3
+    assert meta["widths"] == "per_tile"
+    assert info["parts"]["widths"] == 2 * info["n_model"]
+    assert info["ratio"] >= ratio
+    dec = _Decoder(path, read_meta(path))
+    assert dec.widths.max() == meta["width"]
+    assert len(set(dec.widths.tolist())) > 1
+    full = open_inr(path).compute()
+    np.testing.assert_array_equal(open_inr(path).compute(), full)
+    np.testing.assert_array_equal(open_inr(path)[1:5, 10:37, 5:33].compute(),
+                                  full[1:5, 10:37, 5:33])
+    # the origin rule: seeded init of the tile's width, or the stored origin's first units
+    w = int(dec.widths.min())
+    if init == "seeded":
+        np.testing.assert_array_equal(dec.origin(w), seeded_init(3, w, meta["depth"], 0))
+    else:
+        assert dec.origin(w).size == B.nparams(3, w, meta["depth"])
+        np.testing.assert_array_equal(dec.origin(w)[:w], dec.shared[:w])  # W0 row 0
+    grid = TileGrid.create(data.shape, (3, 16, 16))
+    k = 0
+    for i in range(grid.ntiles):
+        mean, scale = dec.table[i]
+        if scale == 0:
+            continue
+        wts, _ = dec._decode_pack(k // meta["pack_tiles"])
+        wk = int(dec.widths[k])
+        flat = wts[k % meta["pack_tiles"]]
+        assert flat.size == B.nparams(3, wk, meta["depth"])
+        y = evaluate_tile(flat, grid.model_shape, grid.valid(i), width=wk,
+                          depth=meta["depth"], w0=meta["w0"])
+        want = cam.inverse(y * np.float32(scale) + np.float32(mean))
+        want = np.clip(np.rint(want), 0, 65535).astype(np.uint16)
+        blk = full[grid.slices(i)]
+        np.testing.assert_array_equal(blk, want.reshape(blk.shape))
+        k += 1
+    plain = compress_inr(data, tmp_path / "u.zarr", allocate=False, **kw)
+    assert inr_info(plain)["meta"]["format_version"] == 2
+    assert "widths" not in inr_info(plain)["parts"]

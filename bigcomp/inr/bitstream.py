@@ -24,6 +24,13 @@ together so the entropy coder's tables are shared::
 
 so a symbol's north neighbour is the same weight of the previous tile. ``packs`` holds the byte
 offsets of the packs in the ``residuals`` array (``npacks + 1`` entries).
+
+Per-tile widths (store format 3): tile ``i`` has its own width ``w_i`` (``P(w_i)`` parameters,
+the same depth). A pack then holds the codes ``(k, L)`` and the concatenation of the tiles'
+level vectors (:func:`encode_pack_var`; row length = ``P`` of the store's largest width, which
+only shapes the coder's contexts). A tile's origin is the leading ``w_i`` units of the
+width-``W`` origin (:func:`narrow`) when the origin is stored, or the seeded initialisation of
+width ``w_i`` when it is regenerated.
 """
 
 from __future__ import annotations
@@ -35,9 +42,9 @@ import numpy as np
 from ..errors import CorruptChunkError
 from ..kernels._coders import decode_max, encode_max
 
-__all__ = ["FIRST_EXTRA_BITS", "decode_pack", "dequantise", "encode_pack", "extra_bits",
-           "layer_shapes", "level_limits", "nparams",
-           "quantise", "step_codes"]
+__all__ = ["FIRST_EXTRA_BITS", "decode_pack", "decode_pack_var", "dequantise", "encode_pack",
+           "encode_pack_var", "extra_bits", "layer_shapes", "level_limits", "narrow",
+           "nparams", "quantise", "step_codes"]
 
 CODE_BIAS = 192
 
@@ -159,3 +166,54 @@ def decode_pack(buf: bytes | np.ndarray, k: int, nlayers: int, p: int,
     except ValueError as exc:
         raise CorruptChunkError(f"INR {what} is damaged: {exc}") from exc
     return _unzigzag(z).reshape(k, p), codes
+
+
+def narrow(flat: np.ndarray, dims: int, width: int, new_width: int, depth: int) -> np.ndarray:
+    """The sub-network of the first ``new_width`` units of every sine layer (flat, ``P(new)``).
+
+    Examples
+    --------
+    >>> narrow(np.arange(nparams(2, 3), dtype=np.float32), 2, 3, 2, 2).size == nparams(2, 2)
+    True
+    """
+    out = []
+    o = 0
+    shapes = layer_shapes(dims, width, depth)
+    for k, shape in enumerate(shapes):
+        n = math.prod(shape)
+        t = np.asarray(flat[o:o + n]).reshape(shape)
+        o += n
+        if k == 0:  # (D, W)
+            t = t[:, :new_width]
+        elif k == len(shapes) - 2:  # output weight (W, 1)
+            t = t[:new_width]
+        elif k < len(shapes) - 2:  # biases (W,) and hidden weights (W, W)
+            t = t[(slice(0, new_width),) * t.ndim]
+        out.append(t.ravel())
+    return np.concatenate(out)
+
+
+def encode_pack_var(qs: list[np.ndarray], codes: np.ndarray, row_length: int) -> bytes:
+    """Bytes of one pack of tiles with different sizes: ``codes (k, L)`` then the
+    entropy-coded concatenation of the level vectors ``qs`` (format 3)."""
+    z = np.concatenate([_zigzag(np.asarray(q).ravel()) for q in qs])
+    return (np.ascontiguousarray(codes, np.uint8).tobytes()
+            + encode_max(np.ascontiguousarray(z, np.uint32), int(row_length)))
+
+
+def decode_pack_var(buf: bytes | np.ndarray, sizes: list[int], nlayers: int, row_length: int,
+                    what: str = "pack") -> tuple[list[np.ndarray], np.ndarray]:
+    """Inverse of :func:`encode_pack_var`: (level vectors, ``codes (k, L)``)."""
+    raw = np.frombuffer(bytes(buf), np.uint8)
+    k = len(sizes)
+    nc = k * nlayers
+    if raw.size < nc:
+        raise CorruptChunkError(f"INR {what} is truncated ({raw.size} bytes < {nc})")
+    codes = raw[:nc].reshape(k, nlayers).copy()
+    try:
+        z = decode_max(raw[nc:], int(sum(sizes)), int(row_length))
+    except ValueError as exc:
+        raise CorruptChunkError(f"INR {what} is damaged: {exc}") from exc
+    q = _unzigzag(z)
+    bounds = np.cumsum([0, *sizes])
+    return [q[bounds[j]:bounds[j + 1]] for j in range(k)], codes

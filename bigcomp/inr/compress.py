@@ -16,6 +16,9 @@ Choosing the network width:
   after coding, rate control coarsens the steps of all tensors (step codes + d, bisected, no
   retraining) until the store fits. The achieved ratio is what :func:`bigcomp.inr.inr_info`
   measures.
+- per-tile widths (``allocate=True`` with ``target_ratio``, ≥ 2 modelled tiles): a pilot fit
+  (``ALLOC_PILOT`` of the steps) measures each tile's error; the bytes the uniform width would
+  spend are shared ∝ error^``ALLOC_GAMMA`` (:func:`_allocate`); store format 3.
 - ``target_psnr=T`` (dB, against the input, range = max − min): a pilot fit on up to
   ``PILOT_TILES`` modelled tiles, bisecting the width ladder ``WIDTHS``, picks the narrowest
   width whose quantised pilot PSNR reaches ``T`` (the widest if none does).
@@ -55,6 +58,10 @@ REPTILE_SHARE = 0.1  # Reptile origin only if its float16 copy costs <= this sha
 CAMERA_SAMPLE = 1 << 24  # at most this many values go into the camera estimate
 DEEP = 4  # sine layers of the default network when it is at least MIN_DEEP_WIDTH wide
 MIN_DEEP_WIDTH = 16  # narrower networks keep 2 sine layers (depth 4 at width 8 lost 2.5 dB)
+ALLOC_GAMMA = 0.45  # per-tile bytes ∝ pilot error ** ALLOC_GAMMA (target_ratio, allocate=True)
+ALLOC_PILOT = 0.25  # pilot fit: this share of the steps, at the uniform width
+ALLOC_RANGE = (1 / 3, 2.0)  # per-tile widths within these multiples of the uniform width
+ALLOC_STORED_MAX = 1.25  # ... at most this multiple with a stored (Reptile) origin
 
 
 def _check(data, camera, target_ratio, target_psnr, width, steps, bits, device, batch, domain,
@@ -187,13 +194,27 @@ def _flat(params) -> np.ndarray:
                            for p in params], axis=1)
 
 
+def _origin(shared_flat: np.ndarray, dims: int, width: int, w: int, depth: int, init: str,
+            seed: int) -> np.ndarray:
+    """Origin of a width-``w`` tile (same rule as the decoder, ``store._Decoder.origin``)."""
+    if w == width:
+        return shared_flat
+    if init == "reptile":
+        return B.narrow(shared_flat, dims, width, w, depth)
+    return seeded_init(dims, w, depth, seed)
+
+
 def _train(data, grid, model_idx, feats, *, width, depth, w0, steps, batch, lr, bits, qat,
-           device, seed, group, init, progress=None):
-    """Origin network + all tiles; returns (origin flat, residual float (n, P), codes (n, L)).
+           device, seed, group, init, progress=None, widths=None):
+    """Origin network + all tiles; returns (origin flat, residuals, codes (n, L)).
 
     ``init="reptile"``: the origin is pretrained with Reptile (and stored as float16);
-    ``"seeded"``: it is :func:`seeded_init` of ``seed`` (not stored).
+    ``"seeded"``: it is :func:`seeded_init` of ``seed`` (not stored). ``widths`` (one per
+    modelled tile, ≤ ``width``): each tile gets a network of its own width, trained in groups
+    of equal width from its origin (:func:`_origin`); residuals are then a list of 1-D arrays,
+    else a float array ``(n, P)``.
     """
+    from .model import split
     from .train import fit_tiles, pretrain_shared
 
     torch = require_torch()
@@ -210,26 +231,130 @@ def _train(data, grid, model_idx, feats, *, width, depth, w0, steps, batch, lr, 
                                  batch=batch, lr=lr, w0=w0, gen=gen, bf16=bf16)
         del meta_set
         # stored as float16: every tile starts from (and differs from) that
-        shared = [s.half().float() for s in shared]
+        shared_flat = _flat([s.half().float() for s in shared])[0]
     else:
-        from .model import split
+        shared_flat = seeded_init(dims, width, depth, seed)
+    n = len(model_idx)
+    wts = np.full(n, width, np.int64) if widths is None else np.asarray(widths, np.int64)
+    resid: list = [None] * n
+    codes = np.zeros((n, 2 * depth + 2), np.uint8)
+    done = 0
+    for w in sorted(set(wts.tolist()), reverse=True):
+        rows = np.flatnonzero(wts == w)
+        origin = _origin(shared_flat, dims, width, w, depth, init, seed)
+        sh = [torch.from_numpy(np.ascontiguousarray(t)).unsqueeze(0).to(device)
+              for t in split(origin, B.layer_shapes(dims, w, depth))]
+        for g0 in range(0, len(rows), group):
+            rr = rows[g0:g0 + group]
+            ts = _tileset(data, grid, [model_idx[r] for r in rr], feats, device, rng)
+            start = [t.expand(len(rr), *t.shape[1:]).contiguous() for t in sh]
+            params, c = fit_tiles(ts, start, sh, steps=steps, batch=batch, lr=lr, w0=w0,
+                                  bits=bits, qat=qat, gen=gen, bf16=bf16)
+            r_ = _flat(params) - origin[None]
+            for j, r in enumerate(rr):
+                resid[r] = r_[j]
+            codes[rr] = c
+            done += len(rr)
+            if progress:
+                progress(done, n)
+    if widths is None:
+        resid = np.stack(resid) if n else np.zeros((0, shared_flat.size), np.float32)
+    return shared_flat, resid, codes
 
-        flat = seeded_init(dims, width, depth, seed)
-        shared = [torch.from_numpy(np.ascontiguousarray(t)).unsqueeze(0).to(device)
-                  for t in split(flat, B.layer_shapes(dims, width, depth))]
-    resid, codes = [], []
+
+def _pilot_errors(data, grid, model_idx, feats, *, width, depth, w0, steps, batch, lr,
+                  device, seed, group, points: int = 8192) -> np.ndarray:
+    """Per-tile MSE (in the data's units) of a short unquantised fit at ``width``.
+
+    Measured on ``points`` uniformly drawn voxels of each tile's valid box: the difficulty
+    estimate behind the per-tile widths (:func:`_allocate`).
+    """
+    from .model import forward, split
+    from .train import fit_tiles
+
+    torch = require_torch()
+    rng = np.random.default_rng(seed + 1)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed + 1)
+    dims = len(grid.axes)
+    means, scales, inv = feats[0], feats[1], feats[5]
+    origin = seeded_init(dims, width, depth, seed)
+    sh = [torch.from_numpy(np.ascontiguousarray(t)).unsqueeze(0).to(device)
+          for t in split(origin, B.layer_shapes(dims, width, depth))]
+    out = np.zeros(len(model_idx))
+    coords = coordinates(grid.model_shape)
     for g0 in range(0, len(model_idx), group):
         idxs = model_idx[g0:g0 + group]
         ts = _tileset(data, grid, idxs, feats, device, rng)
-        start = [s.expand(len(idxs), *s.shape[1:]).contiguous() for s in shared]
-        params, c = fit_tiles(ts, start, shared, steps=steps, batch=batch, lr=lr, w0=w0,
-                              bits=bits, qat=qat, gen=gen, bf16=bf16)
-        resid.append(_flat(params) - _flat(shared))
-        codes.append(c)
-        if progress:
-            progress(g0 + len(idxs), len(model_idx))
-    shared_flat = _flat(shared)[0]
-    return shared_flat, np.concatenate(resid), np.concatenate(codes)
+        start = [t.expand(len(idxs), *t.shape[1:]).contiguous() for t in sh]
+        params, _ = fit_tiles(ts, start, sh, steps=steps, batch=batch, lr=lr, w0=w0, bits=8,
+                              qat=0.0, gen=gen, final_codes=False)
+        flat = np.zeros((len(idxs), points), np.int64)
+        xs = np.zeros((len(idxs), points, dims), np.float32)
+        for r, i in enumerate(idxs):
+            pos = [rng.integers(0, v, points) for v in grid.valid(i)]
+            flat[r] = np.ravel_multi_index(pos, grid.model_shape)
+            xs[r] = np.stack([c[p] for c, p in zip(coords, pos, strict=True)], axis=-1)
+        with torch.no_grad():
+            pred = forward(params, torch.from_numpy(xs).to(device), w0).cpu().numpy()
+            tgt = ts.values.gather(1, torch.from_numpy(flat).to(device)).cpu().numpy()
+        for r, i in enumerate(idxs):
+            a = tgt[r].astype(np.float64) * scales[i] + means[i]
+            b = pred[r].astype(np.float64) * scales[i] + means[i]
+            if inv is not None:
+                a, b = inv(a), inv(b)
+            out[g0 + r] = float(np.mean((a - b) ** 2))
+    return out
+
+
+def _tile_bytes(dims: int, w: int, depth: int, bits: int) -> float:
+    """Budgeted bytes of one modelled tile of width ``w`` (step codes + coded levels)."""
+    first = (dims + 1) * w * B.FIRST_EXTRA_BITS
+    return 2 * depth + 2 + (B.nparams(dims, w, depth) * _bpw(bits) + first) / 8
+
+
+def _allocate(err: np.ndarray, avail: float, dims: int, depth: int, bits: int, lo: int,
+              hi: int) -> np.ndarray:
+    """Per-tile widths in ``[lo, hi]`` whose bytes sum to at most ``avail``.
+
+    Tile ``i`` gets bytes ∝ ``err_i ** ALLOC_GAMMA`` (the optimum when every tile's error falls
+    as bytes^−α, γ = 1/(1 + α); measured α ≈ 1.2 on the benchmark tiles), rounded down to a
+    width, then the leftover bytes widen the tiles with the largest error per byte.
+    """
+    cost = {w: _tile_bytes(dims, w, depth, bits) for w in range(lo, hi + 1)}
+    wt = np.maximum(np.asarray(err, np.float64), 1e-12) ** ALLOC_GAMMA
+    wt = wt / wt.max()
+
+    def widths_for(kappa: float) -> np.ndarray:
+        out = np.full(len(wt), lo, np.int64)
+        for j, b in enumerate(kappa * wt):
+            while out[j] < hi and cost[int(out[j]) + 1] <= b:
+                out[j] += 1
+        return out
+
+    def total(ws) -> float:
+        return sum(cost[int(w)] for w in ws)
+
+    k_lo, k_hi = 0.0, cost[hi] * len(wt) / max(wt.min(), 1e-9)
+    for _ in range(50):
+        mid = 0.5 * (k_lo + k_hi)
+        if total(widths_for(mid)) <= avail:
+            k_lo = mid
+        else:
+            k_hi = mid
+    ws = widths_for(k_lo)
+    left = avail - total(ws)
+    while True:  # greedy fill: the largest weight per byte first
+        best, gain = -1, 0.0
+        for j, w in enumerate(ws):
+            if w < hi and cost[int(w) + 1] - cost[int(w)] <= left:
+                g = wt[j] / cost[int(w)]
+                if g > gain:
+                    best, gain = j, g
+        if best < 0:
+            return ws
+        left -= cost[int(ws[best]) + 1] - cost[int(ws[best])]
+        ws[best] += 1
 
 
 def _fixed_bytes(ntiles: int, n_model: int, p: int, pack_tiles: int, stored: bool) -> float:
@@ -337,7 +462,7 @@ def compress_inr(data: Any, dest: str | os.PathLike, *, camera: CameraModel | No
                  batch: int = 2048, lr: float = 1e-2,
                  w0: float = 30.0, domain: str = "auto", init: str = "auto",
                  device: str = "cpu", seed: int = 0, overwrite: bool = False,
-                 progress=None) -> str:
+                 allocate: bool = True, progress=None) -> str:
     """Compress an array with per-tile implicit neural representations (lossy, extreme ratios).
 
     Not noise-exact: for archiving and sharing visually faithful copies at 100–2000×. Each
@@ -378,6 +503,11 @@ def compress_inr(data: Any, dest: str | os.PathLike, *, camera: CameraModel | No
         Origin of the stored weight differences: a Reptile-pretrained shared network (stored
         as float16, 2 B/weight) or a SIREN initialisation regenerated from ``seed`` (free).
         ``"auto"``: Reptile when its copy costs ≤ 10 % of the residuals (≳ 40 modelled tiles).
+    allocate : bool
+        With ``target_ratio`` and ≥ 2 modelled tiles: give every tile its own width, busy
+        tiles more (a pilot fit of ``ALLOC_PILOT`` of the steps measures each tile's error;
+        bytes ∝ error^0.45, widths within ⅓…2× the uniform width, same total budget; format
+        3). ``False``: one width for all (format 2).
     device : {"cpu", "cuda"}
         Training device. Decoding always runs on the CPU.
     seed : int
@@ -476,20 +606,47 @@ def compress_inr(data: Any, dest: str | os.PathLike, *, camera: CameraModel | No
         width = 32
     depth = depth or _auto_depth(width)
     kw["depth"] = depth
-    shapes = B.layer_shapes(dims, width, depth)
     p_count = B.nparams(dims, width, depth)
     pack_tiles = max(1, -(-PACK_SYMBOLS // p_count))
     t1 = time.perf_counter()
+    widths = None
+    if allocate and target_ratio is not None and n_model >= 2:
+        # per-tile widths: a short pilot fit at the uniform width measures each tile's
+        # error; the same byte budget is then shared ∝ error ** ALLOC_GAMMA (docs/inr.md)
+        lo_w = max(4, math.floor(width * ALLOC_RANGE[0]))
+        # a stored (float16) origin has the largest width: widen less (its bytes grow)
+        hi_w = max(lo_w, math.ceil(width * (ALLOC_RANGE[1] if init_used != "reptile"
+                                            else ALLOC_STORED_MAX)))
+        err = _pilot_errors(data, grid, model_idx, feats, width=width, depth=depth, w0=w0,
+                            steps=max(1, round(steps * ALLOC_PILOT)), batch=batch, lr=lr,
+                            device=dev, seed=seed, group=group)
+        # the bytes the uniform width would spend (so its slack below the budget is kept:
+        # filling the budget exactly made rate control coarsen all steps), less the widths;
+        # with a stored origin (its size follows the largest width) iterate on that width
+        top = hi_w
+        for _ in range(1 + 3 * (init_used == "reptile")):
+            avail = min(n_model * _tile_bytes(dims, width, depth, bits),
+                        raw / float(target_ratio) - _fixed_bytes(
+                            ntiles, n_model, B.nparams(dims, top, depth), pack_tiles,
+                            init_used == "reptile")) - 2 * n_model
+            widths = _allocate(err, avail, dims, depth, bits, min(lo_w, top), top)
+            top = int(widths.max())
+        if (widths == width).all():
+            widths = None
+        else:
+            width = int(widths.max())
+    shapes = B.layer_shapes(dims, width, depth)
     if n_model:
         shared, resid, codes = _train(data, grid, model_idx, feats, width=width, group=group,
-                                      progress=progress, **kw)
+                                      progress=progress, widths=widths, **kw)
     else:
         shared = np.zeros(p_count, np.float32)
         resid = np.zeros((0, p_count), np.float32)
         codes = np.zeros((0, len(shapes)), np.uint8)
     t_train = time.perf_counter() - t1
     table = np.stack([means, scales], axis=1)
-    meta = {"mode": "inr", "format_version": FORMAT_VERSION, "shape": list(data.shape),
+    meta = {"mode": "inr", "format_version": 2 if widths is None else FORMAT_VERSION,
+            "shape": list(data.shape),
             "dtype": dtype.str, "tile": list(grid.tile), "width": int(width), "depth": depth,
             "w0": float(w0), "bits": int(bits), "pack_tiles": int(pack_tiles),
             "n_tiles": int(ntiles), "n_model": int(n_model),
@@ -502,14 +659,23 @@ def compress_inr(data: Any, dest: str | os.PathLike, *, camera: CameraModel | No
                          "target_psnr": target_psnr, "device": str(dev),
                          "train_seconds": round(t_train, 3),
                          "seconds": round(time.perf_counter() - t0, 3)}}
+    if widths is not None:
+        meta["widths"] = "per_tile"
     stored_shared = shared if meta["shared"] == "stored" else None
+
     def encode(cd: np.ndarray) -> list[bytes]:
-        q = B.quantise(resid, cd, shapes, bits)
-        return [B.encode_pack(q[k:k + pack_tiles], cd[k:k + pack_tiles])
+        if widths is None:
+            q = B.quantise(resid, cd, shapes, bits)
+            return [B.encode_pack(q[k:k + pack_tiles], cd[k:k + pack_tiles])
+                    for k in range(0, n_model, pack_tiles)]
+        qs = [B.quantise(resid[r][None], cd[r:r + 1],
+                         B.layer_shapes(dims, int(widths[r]), depth), bits)[0]
+              for r in range(n_model)]
+        return [B.encode_pack_var(qs[k:k + pack_tiles], cd[k:k + pack_tiles], shared.size)
                 for k in range(0, n_model, pack_tiles)]
 
     packs = encode(codes)
-    write_store(dest, meta, table, stored_shared, packs, overwrite=True)
+    write_store(dest, meta, table, stored_shared, packs, overwrite=True, widths=widths)
     if target_ratio is not None and n_model:
         # rate control: coarser steps (one code = ×2^(1/8)) for all tensors until it fits
         budget = raw / float(target_ratio)
@@ -524,5 +690,5 @@ def compress_inr(data: Any, dest: str | os.PathLike, *, camera: CameraModel | No
                 else:
                     lo_d = mid
             meta["training"]["step_shift"] = int(hi_d)
-            write_store(dest, meta, table, stored_shared, packs, overwrite=True)
+            write_store(dest, meta, table, stored_shared, packs, overwrite=True, widths=widths)
     return os.fspath(dest)

@@ -16,6 +16,14 @@ Layout, ``format_version`` 2 (written now)::
                            packs      uint64 LE (npacks + 1,): offsets of the packs in residuals
                            residuals  the packs (format in :mod:`bigcomp.inr.bitstream`)
 
+``format_version`` 3 (written when the tiles have their own widths, ``compress_inr`` with a
+target ratio; uniform stores are still written as 2): the same, plus a part ``widths`` (uint16
+LE, one per modelled tile, between ``table`` and ``shared``) and ``meta["width"]`` = the largest
+width. Packs hold ``pack_tiles`` consecutive modelled tiles as in version 2, but their level
+vectors have the tiles' own lengths (:func:`bigcomp.inr.bitstream.encode_pack_var`); a tile of
+width ``w`` starts from the seeded initialisation of width ``w`` (seeded origin) or from the
+first ``w`` units of the stored origin (:func:`bigcomp.inr.bitstream.narrow`).
+
 One array and compact JSON keep the fixed cost near 1 KB (version 1 spent ≈ 3 KB on five
 pretty-printed metadata files, a third of the budget of a 4 MB array at 500×).
 
@@ -52,16 +60,16 @@ from .tiling import TileGrid
 
 __all__ = ["FORMAT_VERSION", "inr_info", "open_inr", "read_meta", "write_store"]
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # the newest version read; uniform-width stores are still written as 2
 PAYLOAD_CHUNK = 1 << 20
 
 
 def write_store(dest: str, meta: dict, table: np.ndarray, shared: np.ndarray | None,
-                packs: list[bytes], *, overwrite: bool) -> str:
-    """Write a version-2 group (see the module docstring); returns ``dest``.
+                packs: list[bytes], *, overwrite: bool, widths: np.ndarray | None = None) -> str:
+    """Write a version-2 group, or version 3 with per-tile ``widths`` (module docstring).
 
-    ``shared`` is ``None`` for a seeded origin (nothing stored). ``meta["layout"]`` is filled
-    in here.
+    ``shared`` is ``None`` for a seeded origin (nothing stored). ``meta["layout"]`` and
+    ``meta["format_version"]`` are filled in here.
     """
     import zarr
 
@@ -71,14 +79,17 @@ def write_store(dest: str, meta: dict, table: np.ndarray, shared: np.ndarray | N
             raise ParameterError(f"{path} exists; pass overwrite=True to replace it")
         shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
     offsets = np.cumsum([0] + [len(p) for p in packs]).astype("<u8")
-    parts = {"table": np.ascontiguousarray(table, "<f4").tobytes(),
-             "shared": b"" if shared is None else np.ascontiguousarray(shared, "<f2").tobytes(),
-             "packs": offsets.tobytes(), "residuals": b"".join(packs)}
+    parts = {"table": np.ascontiguousarray(table, "<f4").tobytes()}
+    if widths is not None:
+        parts["widths"] = np.ascontiguousarray(widths, "<u2").tobytes()
+    parts.update({"shared": b"" if shared is None else np.ascontiguousarray(shared,
+                                                                            "<f2").tobytes(),
+                  "packs": offsets.tobytes(), "residuals": b"".join(packs)})
     layout, o = {}, 0
     for k, v in parts.items():
         layout[k] = [o, len(v)]
         o += len(v)
-    meta = {**meta, "layout": layout}
+    meta = {**meta, "layout": layout, "format_version": 2 if widths is None else 3}
     blob = np.frombuffer(b"".join(parts.values()), np.uint8)
     with zarr.config.set({"json_indent": None}):
         g = zarr.open_group(path, mode="w-")
@@ -146,6 +157,11 @@ class _Decoder:
                 self.shared = part["shared"].view("<f2").astype(np.float32)
             self.offsets = part["packs"].view("<u8").astype(np.uint64) + np.uint64(res0)
             self._res_name = "payload"
+            if self.version >= 3 and "widths" in part:
+                self.widths = part["widths"].view("<u2").astype(np.int64)
+                if (self.widths.size != meta["n_model"] or self.widths.min(initial=1) < 1
+                        or self.widths.max(initial=1) > meta["width"]):
+                    raise CorruptChunkError(f"INR store {path}: bad per-tile widths")
         else:
             self.table = np.asarray(g["tiles"][...], np.float32).reshape(-1, 2)
             self.shared = np.asarray(g["shared"][...], np.float32)
@@ -157,6 +173,21 @@ class _Decoder:
         self.slot = np.cumsum(self.table[:, 1] > 0) - 1
         self.shapes = B.layer_shapes(len(self.grid.axes), meta["width"], meta["depth"])
         self._init_runtime()
+
+    widths: np.ndarray | None = None  # per modelled tile (format 3), else meta["width"] for all
+
+    def origin(self, w: int) -> np.ndarray:
+        """Origin of a width-``w`` tile: the seeded init of width ``w``, or the stored origin's
+        first ``w`` units (:func:`bitstream.narrow`)."""
+        m = self.meta
+        if w == m["width"]:
+            return self.shared
+        if m.get("shared", "stored") == "seeded":
+            return seeded_init(len(self.grid.axes), w, m["depth"], m["init_seed"])
+        return B.narrow(self.shared, len(self.grid.axes), m["width"], w, m["depth"])
+
+    def width_of(self, slot: int) -> int:
+        return int(self.meta["width"] if self.widths is None else self.widths[slot])
 
     def _init_runtime(self) -> None:
         self._lock = threading.Lock()
@@ -182,9 +213,18 @@ class _Decoder:
         lo, hi = int(self.offsets[j]), int(self.offsets[j + 1])
         k = min(self.meta["pack_tiles"], self.meta["n_model"] - j * self.meta["pack_tiles"])
         buf = np.asarray(self._res[lo:hi], np.uint8)
-        q, codes = B.decode_pack(buf, k, len(self.shapes), self.shared.size,
-                                 what=f"pack {j} of {self.path}")
-        return B.dequantise(self.shared, q, codes, self.shapes), codes
+        what = f"pack {j} of {self.path}"
+        if self.widths is None:
+            q, codes = B.decode_pack(buf, k, len(self.shapes), self.shared.size, what=what)
+            return B.dequantise(self.shared, q, codes, self.shapes), codes
+        dims, depth = len(self.grid.axes), self.meta["depth"]
+        ws = [int(w) for w in self.widths[j * self.meta["pack_tiles"]:][:k]]
+        qs, codes = B.decode_pack_var(buf, [B.nparams(dims, w, depth) for w in ws],
+                                      len(self.shapes), self.shared.size, what=what)
+        out = [B.dequantise(self.origin(w), q[None], codes[r:r + 1],
+                            B.layer_shapes(dims, w, depth))[0]
+               for r, (w, q) in enumerate(zip(ws, qs, strict=True))]
+        return out, codes
 
     def tile(self, i: int) -> np.ndarray:
         """Decoded tile ``i`` with the array's dtype and the tile's block shape."""
@@ -198,7 +238,7 @@ class _Decoder:
             k = self.meta["pack_tiles"]
             weights, _ = self._pack(slot // k)
             y = evaluate_tile(weights[slot % k], self.grid.model_shape, self.grid.valid(i),
-                              width=self.meta["width"], depth=self.meta["depth"],
+                              width=self.width_of(slot), depth=self.meta["depth"],
                               w0=self.meta["w0"])
             vals = (y * np.float32(scale) + np.float32(mean)).reshape(shape)
             if self.camera is not None:
