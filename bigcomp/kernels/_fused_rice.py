@@ -3,7 +3,7 @@
 A rice group is a whole number of rows (when rows are at most 65536 symbols), so a work item of
 a few groups (~32 Ki pixels) predicts its rows into a per-worker buffer and codes them while
 they are in cache; decoding a stack decodes a few groups into a buffer and reconstructs their
-rows. Longer rows fall back to separate passes. The payload is byte-for-byte
+rows. Longer rows, and stacks shorter than four groups, fall back to separate passes. The payload is byte-for-byte
 ``encode_rice(predict_encode(...), n_cols)``.
 """
 
@@ -142,7 +142,10 @@ def decode_rice_fused(payload, shape, nz, intra, inter, lo, hi, *, dtype, parall
     n_cols = shape[2]
     if n == 0:
         return np.empty(shape, dtype) if out is None else out.reshape(shape)
-    if s % n_cols:  # groups are not whole rows: separate passes
+    # separate passes when groups are not whole rows, or when stacks are so short that each
+    # would decode whole groups for a few of their rows (every stack decodes the groups it
+    # overlaps)
+    if s % n_cols or nz * shape[1] < 4 * (s // n_cols):
         res = decode_rice(payload, n, parallel=parallel)
         return predict_decode(res, shape, nz, intra, inter, lo, hi, dtype=dtype,
                               parallel=parallel, out=out)
