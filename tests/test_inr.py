@@ -316,9 +316,23 @@ def test_rate_control_meets_target(tmp_path, monkeypatch):
                         **FAST)
     info = inr_info(path)
     assert info["meta"]["training"]["step_shift"] > 0
+    # the coarser grid was retrained (QAT), not just rounded onto
+    assert info["meta"]["training"]["retrain_steps"] == round(40 * C.RETRAIN)
     total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
     assert info["stored_bytes"] == total
     assert s.data.nbytes / total >= 40
+
+
+def test_auto_tile_for_target_ratio():
+    """Without tile=, a target ratio takes 64² tiles where their networks stay deep enough."""
+    from bigcomp.inr import compress as C
+
+    assert C._auto_tile((32, 256, 256), 2, 500, None, 6) == (32, 64, 64)
+    assert C._auto_tile((30, 256, 384), 2, 500, None, 6) == (30, 64, 64)
+    assert C._auto_tile((32, 256, 256), 2, 2000, None, 6) is None  # too few bytes per tile
+    assert C._auto_tile((5, 256, 256), 2, 500, None, 6) is None
+    assert C._auto_tile((512, 512), 2, 100, None, 6) is None  # 2-D: default tile
+    assert C._auto_tile((32, 100, 256), 2, 100, None, 6) is None  # default tile < 128 long
 
 
 def test_allocate_gives_busy_tiles_more_width():

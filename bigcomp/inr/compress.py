@@ -13,8 +13,10 @@ Choosing the network width:
   tiles; each costs its step codes plus ``P(width) · bpw(bits) / 8`` bytes (bpw: the measured
   coded size of QAT residuals, ≈ 1.15·bits − 1.6; the default 6 bits gave the best PSNR per
   byte at 500× against 3, 4, 5 and 7, see docs/inr.md). The widest network that fits is used;
-  after coding, rate control coarsens the steps of all tensors (step codes + d, bisected, no
-  retraining) until the store fits. The achieved ratio is what :func:`bigcomp.inr.inr_info`
+  after coding, rate control coarsens the steps of all tensors (step codes + d, bisected)
+  until the store fits, then retrains ``RETRAIN`` of the steps quantisation-aware on that
+  coarser grid (:func:`_finetune`; shifting again, without retraining, only if it still
+  misses). The achieved ratio is what :func:`bigcomp.inr.inr_info`
   measures.
 - per-tile widths (``allocate=True`` with ``target_ratio``, ≥ 2 modelled tiles): a pilot fit
   (``ALLOC_PILOT`` of the steps) measures each tile's error; the bytes the uniform width would
@@ -62,6 +64,10 @@ ALLOC_GAMMA = 0.45  # per-tile bytes ∝ pilot error ** ALLOC_GAMMA (target_rati
 ALLOC_PILOT = 0.25  # pilot fit: this share of the steps, at the uniform width
 ALLOC_RANGE = (1 / 3, 2.0)  # per-tile widths within these multiples of the uniform width
 ALLOC_STORED_MAX = 1.25  # ... at most this multiple with a stored (Reptile) origin
+SMALL_TILE = 64  # y/x tile length tried by _auto_tile (None: always the default tile)
+SMALL_MIN_WIDTH = 14  # ... if its networks can be this wide at depth DEEP − 1, all modelled
+RETRAIN = 0.1  # after rate control coarsened the steps: QAT on the new grid, this share of steps
+#                (0.25 was not better, docs/inr.md row 8)
 
 
 def _check(data, camera, target_ratio, target_psnr, width, steps, bits, device, batch, domain,
@@ -262,6 +268,49 @@ def _train(data, grid, model_idx, feats, *, width, depth, w0, steps, batch, lr, 
     return shared_flat, resid, codes
 
 
+def _finetune(data, grid, model_idx, feats, shared_flat, resid, codes, *, width, depth, w0,
+              steps, batch, lr, bits, device, seed, group, init, widths=None):
+    """Short quantisation-aware retraining on fixed (coarsened) step ``codes``.
+
+    Rate control raises the step codes after training; rounding weights that QAT fitted to the
+    old grid onto the new one cost 0.9–2.4 dB per code (docs/inr.md). Starting from the
+    trained weights, ``steps`` more steps (all quantisation-aware, the cosine schedule's tail)
+    fit them to the grid the decoder will use. Returns the new residuals (same layout).
+    """
+    from .train import fit_tiles
+
+    torch = require_torch()
+    rng = np.random.default_rng(seed + 2)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed + 2)
+    dims = len(grid.axes)
+    bf16 = str(device).startswith("cuda")
+    n = len(model_idx)
+    wts = np.full(n, width, np.int64) if widths is None else np.asarray(widths, np.int64)
+    out = [None] * n
+    for w in sorted(set(wts.tolist()), reverse=True):
+        rows = np.flatnonzero(wts == w)
+        origin = _origin(shared_flat, dims, width, w, depth, init, seed)
+        shapes = B.layer_shapes(dims, w, depth)
+        bounds = np.cumsum([0] + [math.prod(t) for t in shapes])
+        sh = [torch.from_numpy(np.ascontiguousarray(origin[a:b].reshape(t))).unsqueeze(0)
+              .to(device) for a, b, t in zip(bounds[:-1], bounds[1:], shapes, strict=True)]
+        for g0 in range(0, len(rows), group):
+            rr = rows[g0:g0 + group]
+            ts = _tileset(data, grid, [model_idx[r] for r in rr], feats, device, rng)
+            cur = origin[None] + np.stack([np.asarray(resid[r], np.float32) for r in rr])
+            start = [torch.from_numpy(np.ascontiguousarray(cur[:, a:b].reshape(len(rr), *t)))
+                     .to(device) for a, b, t in zip(bounds[:-1], bounds[1:], shapes,
+                                                    strict=True)]
+            params, _ = fit_tiles(ts, start, sh, steps=steps, batch=batch, lr=lr, w0=w0,
+                                  bits=bits, qat=1.0, gen=gen, bf16=bf16, codes=codes[rr],
+                                  t0=1.0 - QAT)
+            r_ = _flat(params) - origin[None]
+            for j, r in enumerate(rr):
+                out[r] = r_[j]
+    return np.stack(out) if widths is None else out
+
+
 def _pilot_errors(data, grid, model_idx, feats, *, width, depth, w0, steps, batch, lr,
                   device, seed, group, points: int = 8192) -> np.ndarray:
     """Per-tile MSE (in the data's units) of a short unquantised fit at ``width``.
@@ -408,6 +457,34 @@ def _shape_for_ratio(raw: int, ratio: float, grid: TileGrid, n_model: int, depth
     return _width_for_ratio(raw, ratio, grid, n_model, 2, bits, stored), 2
 
 
+def _auto_tile(shape, itemsize: int, ratio: float, depth: int | None,
+               bits: int) -> tuple[int, ...] | None:
+    """Tile for ``target_ratio`` without ``tile=``: ``SMALL_TILE`` when it pays, else default.
+
+    The default tile with its last two axes cut to ``SMALL_TILE`` (3-D or more, both ≥ 2×
+    that long) is taken when, counting every tile as modelled, its networks can still be
+    ``SMALL_MIN_WIDTH`` wide at ``DEEP − 1`` sine layers (or ``depth``): measured at 500×
+    (mean of 3 seeds), 32×64² tiles with per-tile widths and the retraining after rate
+    control (``RETRAIN``) gave +1.5 dB (2D+t), +0.5 dB (brain3d) and −0.3 dB (light-sheet,
+    within seed noise) over 32×128² (docs/inr.md, log). ``None`` (the default tile)
+    otherwise, e.g. at ≥ 700× on
+    4–6 MB arrays, where 64² tiles leave too few bytes per network.
+    """
+    from .tiling import default_tile
+
+    base = default_tile(shape)
+    if SMALL_TILE is None or len(shape) < 3 or min(base[-2:]) < 2 * SMALL_TILE:
+        return None
+    small = (*base[:-2], SMALL_TILE, SMALL_TILE)
+    grid = TileGrid.create(shape, small)
+    raw = math.prod(shape) * itemsize
+    try:
+        w = _width_for_ratio(raw, ratio, grid, grid.ntiles, depth or DEEP - 1, bits, False)
+    except ParameterError:
+        return None
+    return small if w >= SMALL_MIN_WIDTH else None
+
+
 def _width_for_ratio(raw: int, ratio: float, grid: TileGrid, n_model: int, depth: int,
                      bits: int, stored: bool) -> int:
     budget = raw / ratio
@@ -481,7 +558,9 @@ def compress_inr(data: Any, dest: str | os.PathLike, *, camera: CameraModel | No
     target_ratio, target_psnr : float, optional
         At most one: the network width follows from it (module docstring).
     tile : tuple of int, optional
-        Tile shape (default :func:`bigcomp.inr.tiling.default_tile`).
+        Tile shape (default :func:`bigcomp.inr.tiling.default_tile`; with ``target_ratio``
+        on ≥ 3-D data, 64² in y/x instead where those networks can still be 14 wide at
+        depth 3, see :func:`_auto_tile`).
     steps : int
         Training steps per tile group (the last 20 % quantisation-aware).
     width : int, optional
@@ -537,6 +616,9 @@ def compress_inr(data: Any, dest: str | os.PathLike, *, camera: CameraModel | No
                          batch, domain, init, depth)
     if os.path.exists(os.fspath(dest)) and not overwrite:
         raise ParameterError(f"{os.fspath(dest)} exists; pass overwrite=True to replace it")
+    if tile is None and target_ratio is not None:
+        tile = _auto_tile(data.shape, np.dtype(data.dtype).itemsize, float(target_ratio),
+                          depth, bits)
     grid = TileGrid.create(data.shape, tile)
     dtype = np.dtype(data.dtype)
     dom_cam = _domain_camera(data, grid, camera, domain)
@@ -679,16 +761,40 @@ def compress_inr(data: Any, dest: str | os.PathLike, *, camera: CameraModel | No
     if target_ratio is not None and n_model:
         # rate control: coarser steps (one code = ×2^(1/8)) for all tensors until it fits
         budget = raw / float(target_ratio)
-        fixed = inr_info(dest)["stored_bytes"] - sum(len(p) for p in packs) + 16
-        if fixed + sum(len(p) for p in packs) > budget:
-            lo_d, hi_d = 0, 256
+        # + the metadata fields written below (step_shift, retrain_steps)
+        fixed = (inr_info(dest)["stored_bytes"] - sum(len(p) for p in packs)
+                 + len(', "step_shift": 255, "retrain_steps": 1000000'))
+        def shift(cd: np.ndarray) -> tuple[int, np.ndarray, list[bytes]]:
+            """Smallest code shift d (bisected) whose packs fit; (d, codes + d, packs)."""
+            lo_d, hi_d, best = 0, 256, None
             while hi_d - lo_d > 1:
                 mid = (lo_d + hi_d) // 2
-                trial = encode(np.minimum(codes.astype(np.int64) + mid, 255).astype(np.uint8))
+                c2 = np.minimum(cd.astype(np.int64) + mid, 255).astype(np.uint8)
+                trial = encode(c2)
                 if fixed + sum(len(p) for p in trial) <= budget:
-                    hi_d, packs = mid, trial
+                    hi_d, best = mid, (c2, trial)
                 else:
                     lo_d = mid
-            meta["training"]["step_shift"] = int(hi_d)
+            if best is None:
+                c2 = np.minimum(cd.astype(np.int64) + hi_d, 255).astype(np.uint8)
+                best = (c2, encode(c2))
+            return hi_d, best[0], best[1]
+
+        if fixed + sum(len(p) for p in packs) > budget:
+            d, codes2, packs = shift(codes)
+            ft = round(steps * RETRAIN)
+            if ft >= 1:
+                # QAT on the coarser grid (rounding onto it untrained cost 0.9–2.4 dB/code)
+                resid = _finetune(data, grid, model_idx, feats, shared, resid, codes2,
+                                  width=width, depth=depth, w0=w0, steps=ft, batch=batch,
+                                  lr=lr, bits=bits, device=dev, seed=seed, group=group,
+                                  init=init_used, widths=widths)
+                codes = codes2
+                packs = encode(codes)
+                if fixed + sum(len(p) for p in packs) > budget:
+                    d2, codes, packs = shift(codes)
+                    d += d2
+                meta["training"]["retrain_steps"] = int(ft)
+            meta["training"]["step_shift"] = int(d)
             write_store(dest, meta, table, stored_shared, packs, overwrite=True, widths=widths)
     return os.fspath(dest)

@@ -104,20 +104,27 @@ def _fake_quant(params, shared, steps, qmax):
 
 def fit_tiles(data: TileSet, params: list, shared: list, *, steps: int, batch: int, lr: float,
               w0: float, bits: int, qat: float, gen, bf16: bool = False,
-              final_codes: bool = True):
+              final_codes: bool = True, codes=None, t0: float = 0.0):
     """Train ``params`` (list of ``(G, ...)`` tensors) on ``data``.
 
     Returns the trained float parameters (detached) and, with ``final_codes``, the step codes
-    ``(G, L)`` used by quantisation-aware training (``None`` otherwise).
+    ``(G, L)`` used by quantisation-aware training (``None`` otherwise). ``codes`` (``(G, L)``)
+    fixes the step codes and makes every step quantisation-aware (the short retraining after
+    rate control coarsened the steps); ``t0`` starts the cosine schedule at that fraction.
     """
     torch = require_torch()
     params = [p.detach().clone().requires_grad_(True) for p in params]
     opt = _adam(params, lr)
     qat_start = steps - round(steps * qat) if final_codes else steps
     qmax = B.level_limits(len(params), bits)
-    codes = steps_t = None
+    steps_t = None
+    if codes is not None:
+        codes = np.asarray(codes, np.uint8)
+        steps_t = torch.from_numpy(B.steps_from_codes(codes)).to(data.values.device)
+        qat_start = -1
     for it in range(steps):
-        lr_t = lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * it / steps)))
+        frac = t0 + (1.0 - t0) * it / steps
+        lr_t = lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * frac)))
         for grp in opt.param_groups:
             grp["lr"] = lr_t
         if it == qat_start:
