@@ -68,6 +68,14 @@ def validate_parameters(q: float, camera: CameraModel | None, order: str, coder:
         raise ParameterError(f"coder must be one of {CODERS}, got {coder!r}")
 
 
+def predictor_for(k: np.ndarray, nz: int, lo: int, hi: int, coder: str) -> tuple[Taps, Taps]:
+    """The predictor pair a chunk coded with ``coder`` gets (the GPU encoder calls this too,
+    so both write the same bytes): ``fast`` only the fixed predictors (cheap); ``max`` and
+    ``rice`` also the least-squares fits and their reweighted refit."""
+    fitted = coder != "fast"
+    return choose_predictor(k, nz, lo, hi, fit=fitted, reweight=fitted)
+
+
 def _check_data(a: np.ndarray, q: float, order: str) -> None:
     if a.dtype not in SUPPORTED_DTYPES:
         raise UnsupportedDataError(
@@ -174,8 +182,7 @@ def encode_chunk(
         intra, inter = _NO_TAPS, _NO_TAPS
         symbols = np.empty(0, np.uint32)
     else:
-        intra, inter = choose_predictor(k, nz, lo, hi, fit=coder != "fast",
-                                        reweight=coder != "fast")
+        intra, inter = predictor_for(k, nz, lo, hi, coder)
         if order == "qp" and coder != "max":  # residuals never leave the cache
             symbols = None
         elif order == "qp":

@@ -161,12 +161,11 @@ def encode_chunk_gpu(
     -------
     bytes
     """
-    from .chunk import _NO_TAPS, _as_3d, encode_chunk, validate_parameters
+    from .chunk import _NO_TAPS, _as_3d, encode_chunk, predictor_for, validate_parameters
     from .format import ChunkHeader, pack_chunk
     from .kernels import _cuda_common as C
     from .kernels import _cuda_fast, _cuda_lookup, _cuda_max, _cuda_predict, _cuda_rice
     from .noise import CameraModel
-    from .predictors import choose_predictor
 
     # normalise input
     validate_parameters(q, camera, order, coder)
@@ -224,10 +223,7 @@ def encode_chunk_gpu(
     k3 = k.reshape(shape3)
 
     # predict (choice on the host from a sample, residuals on the device)
-    intra, inter = choose_predictor(  # the CPU's arguments: the CPU's choice
-        _sample_for_predictor(k, shape3, nz), nz, lo, hi, fit=coder != "fast",
-        reweight=coder != "fast",
-    )
+    intra, inter = predictor_for(_sample_for_predictor(k, shape3, nz), nz, lo, hi, coder)
     taps, coefs, info, _ = _cuda_predict.predictor_info(intra.as_arrays(), inter.as_arrays())
     symbols = C.empty(n, np.uint32)
     _cuda_predict.predict_encode(

@@ -22,6 +22,7 @@ from ._cuda_common import (
     to_device,
     to_host,
 )
+from ._cuda_fast import bitlen
 from ._rice import build, group_symbols, max_group_words, rice_layout
 
 __all__ = ["decode_rice", "encode_rice"]
@@ -51,7 +52,7 @@ def _ctz(x):
     return n
 
 
-_gpu = build(device_function, _ctz)
+_gpu = build(device_function, _ctz, bitlen)
 _encode_group = _gpu.encode_group
 _decode_group = _gpu.decode_group
 
