@@ -92,11 +92,13 @@ def _entropy_bits(residuals: np.ndarray) -> float:
     return float(_entropy_kernel(np.ascontiguousarray(residuals, dtype=np.uint64)))
 
 
+@functools.lru_cache(maxsize=64)
 def _positions(shape: tuple[int, int, int], nz: int, inter: bool, n: int, margin: int):
     """About ``n`` interior pixels of planes with/without a predecessor, deterministic.
 
     Pixels come in runs of up to 64 along a row from random rows, so gathering their
-    neighbours stays cache-friendly.
+    neighbours stays cache-friendly. Cached (chunks of a store share their shape); the arrays
+    are read-only.
     """
     n_planes, n_rows, n_cols = shape
     planes = np.array([p for p in range(n_planes) if bool(p % nz) == inter], dtype=np.int64)
@@ -116,31 +118,51 @@ def _positions(shape: tuple[int, int, int], nz: int, inter: bool, n: int, margin
     x = (starts[:, None] + np.arange(run)[None, :]).ravel()
     p = np.repeat(planes[p], run)
     y = np.repeat(y, run)
-    return p, y + margin, x + margin
+    where = (p, y + margin, x + margin)
+    for a in where:
+        a.flags.writeable = False
+    return where
 
 
 @jit
 def _gather_kernel(k, p, y, x, offsets, out):
-    for i in range(p.size):
-        for j in range(offsets.shape[0]):
-            out[i, j] = k[p[i] + offsets[j, 0], y[i] + offsets[j, 1], x[i] + offsets[j, 2]]
+    """``out[j, i] = k[p[i] + dp_j, y[i] + dy_j, x[i] + dx_j]``: per offset a gather from
+    the flat array, vectorised (the sampled pixels come in runs along rows)."""
+    _, n_rows, n_cols = k.shape
+    flat = k.reshape(-1)
+    n = p.size
+    base = np.empty(n, np.int64)
+    for i in range(n):
+        base[i] = (p[i] * n_rows + y[i]) * n_cols + x[i]
+    for j in range(offsets.shape[0]):
+        d = (offsets[j, 0] * n_rows + offsets[j, 1]) * n_cols + offsets[j, 2]
+        row = out[j]
+        for i in range(n):
+            row[i] = flat[base[i] + d]
 
 
 def _gather(k: np.ndarray, where, offsets) -> np.ndarray:
-    """float64 matrix of neighbour values (exact: integers far below 2**53)."""
-    out = np.empty((where[0].size, len(offsets)), np.float64)
-    _gather_kernel(k, *where, np.asarray(offsets, np.int64).reshape(-1, 3), out)
-    return out
+    """float64 matrix (pixels × offsets, a column-major view) of neighbour values (exact:
+    integers far below 2**53)."""
+    out = np.empty((len(offsets), where[0].size), np.float64)
+    _gather_kernel(np.ascontiguousarray(k), *where, np.asarray(offsets, np.int64).reshape(-1, 3),
+                   out)
+    return out.T
 
 
 @jit
 def _residuals_kernel(values, n, cols, coefs, shift, lo, hi, target, out):
+    """Zig-zagged residuals of the first ``n`` pixels; column by column over a column-major
+    ``values`` (exact integer sums: the order does not matter), vectorised."""
     rnd = (np.int64(1) << shift) >> 1
+    acc = np.full(n, rnd, np.int64)
+    for j in range(cols.size):
+        col = values[:, cols[j]]
+        c = coefs[j]
+        for i in range(n):
+            acc[i] += np.int64(col[i]) * c
     for i in range(n):
-        acc = rnd
-        for j in range(cols.size):
-            acc += np.int64(values[i, cols[j]]) * coefs[j]
-        pred = min(max(acc >> shift, lo), hi)
+        pred = min(max(acc[i] >> shift, lo), hi)
         r = np.int64(target[i]) - pred
         out[i] = np.uint64((r << 1) ^ (r >> 63))
 
@@ -201,11 +223,15 @@ def _solve(gram, rhs):
     return True
 
 
-def _exact_products(values: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+def _exact_products(values: np.ndarray, target: np.ndarray, bound: int | None = None
+                    ) -> tuple[np.ndarray, np.ndarray] | None:
     """``(valuesᵀvalues, valuesᵀtarget)`` from BLAS when every partial sum is an exactly
     representable integer (then any summation order, thread count or kernel gives the same
-    result), else None."""
-    big = max(float(np.abs(values).max(initial=0)), float(np.abs(target).max(initial=0)))
+    result), else None. ``bound``: a known bound on ``|values|`` and ``|target|`` (saves a scan)."""
+    if bound is not None and bound <= 2**17:
+        big = float(bound)
+    else:
+        big = max(float(np.abs(values).max(initial=0)), float(np.abs(target).max(initial=0)))
     if big <= 2.0**17 and values.shape[0] <= 2**18:  # products < 2**34, sums < 2**52: exact
         return values.T @ values, values.T @ target
     return None
@@ -278,7 +304,7 @@ def _best(k, nz, inter, candidates, fits, lo, hi, reweight=True) -> Taps | None:
         cols = [column[o] for o in taps.offsets]
         scored[name] = (_residual_bits(values, SAMPLE, cols, target, taps, lo, hi), taps)
     # one exact Gram matrix of all offsets serves every fit (its sub-matrices)
-    full = _exact_products(values, target) if fits else None
+    full = _exact_products(values, target, max(abs(lo), abs(hi))) if fits else None
     for f in fits:
         cols = [column[o] for o in f]
         sub = None if full is None else (full[0][np.ix_(cols, cols)], full[1][cols])
@@ -315,7 +341,7 @@ def choose_predictor(
     nz : int
         Planes per stack; plane ``p`` has a predecessor when ``p % nz != 0``.
     lo, hi : int
-        Range of ``k`` (predictions are clipped to it).
+        Range of ``k`` (predictions are clipped to it); every value of ``k`` must lie in it.
     fit : bool
         Also try least-squares predictors.
     reweight : bool
