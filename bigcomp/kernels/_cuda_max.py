@@ -160,8 +160,10 @@ def _scatter_extra(sym, nbits, bpos, seg_len, eofs, ext):
 
 
 @device_kernel
-def _rans_lanes(keys, seg_len, fk, bk, emit, word, states):
-    """One thread per (segment, lane): the CPU's backward rANS pass restricted to one lane."""
+def _rans_lanes(keys, seg_len, xmax, rcp, shift, bias, cmpl, emit, word, states):
+    """One thread per (segment, lane): the CPU's backward rANS pass (``_rans._enc_seg2``)
+    restricted to one lane, with the CPU's tables: ``x // f`` as a multiply-high by a
+    reciprocal and a shift (a 64-bit division is a long software routine on a GPU)."""
     n = keys.size
     start = cuda.grid(1)
     step = cuda.gridsize(1)
@@ -170,23 +172,22 @@ def _rans_lanes(keys, seg_len, fk, bk, emit, word, states):
         lane = g - 4 * s
         a = s * seg_len
         m = min(n, a + seg_len) - a
-        x = np.int64(_L)
+        x = np.uint64(_L)
         if lane < m:
             j = lane + ((m - 1 - lane) // 4) * 4  # the lane's last symbol
             while j >= 0:
                 i = a + j
-                key = np.int64(keys[i])
-                f = fk[key]
-                if x >= (f << 20):
+                key = keys[i]
+                if x >= xmax[key]:
                     emit[i] = 1
-                    word[i] = np.uint16(x & 0xFFFF)
-                    x >>= 16
+                    word[i] = np.uint16(x & np.uint64(0xFFFF))
+                    x >>= np.uint64(16)
                 else:
                     emit[i] = 0
-                q = x // f
-                x = (q << 12) + (x - q * f) + bk[key]
+                q = (x + ((x * rcp[key]) >> np.uint64(32))) >> shift[key]
+                x = x + bias[key] + q * cmpl[key]
                 j -= 4
-        states[g] = x
+        states[g] = np.int64(x)
     if start == 0:
         emit[n] = 0
 
@@ -246,13 +247,9 @@ def encode_max(sym, row_length: int, rows_per_segment: int | None = None) -> byt
     np.add.at(tcounts, table, counts)
     freqs = np.zeros_like(tcounts)
     R.normalize(tcounts, freqs)
-    fkey = freqs[table].reshape(-1)  # frequency per key = ctx * NTOK + token
-    starts = np.concatenate(
-        [np.zeros((fkey.size // R.NTOK, 1), np.int64), np.cumsum(freqs[table], axis=1)[:, :-1]],
-        axis=1,
-    ).reshape(-1)
-    fk = to_device(np.where(fkey > 0, fkey, 1).astype(np.int64))  # unused keys: never read
-    bk = to_device(starts.astype(np.int64))
+    tabs = [np.zeros(R.NCTX * R.NTOK, np.uint64) for _ in range(5)]  # the CPU encoder's
+    R.enc_tables(freqs[table], *tabs)
+    xmax, rcp, shift, bias, cmpl = (to_device(t) for t in tabs)
 
     # 2. extra bits
     bpos = exclusive_scan(nbits)
@@ -267,7 +264,8 @@ def encode_max(sym, row_length: int, rows_per_segment: int | None = None) -> byt
     emit = empty(n + 1, np.int64)
     word = empty(n, np.uint16)
     states = empty(4 * nseg, np.int64)
-    launch(_rans_lanes, 4 * nseg)(keys, seg_len, fk, bk, emit, word, states)
+    launch(_rans_lanes, 4 * nseg)(keys, seg_len, xmax, rcp, shift, bias, cmpl, emit, word,
+                                  states)
     epos = exclusive_scan(emit)
     rcnt = empty(nseg + 1, np.int64)
     launch(_seg_counts, nseg)(epos, seg_len, n, 1, 2 * R.NLANES, rcnt)

@@ -94,7 +94,7 @@ def _kernels():
         ),
         "max_rans_lanes": (
             M._rans_lanes,
-            V(a1(u16), i64, a1(i64), a1(i64), a1(i64), a1(u16), a1(i64)),
+            V(a1(u16), i64, *(a1(types.uint64),) * 5, a1(i64), a1(u16), a1(i64)),
         ),
         "max_place_words": (M._place_words, V(a1(i64), a1(u16), a1(i64), i64, a1(i64), a1(u16))),
         "max_place_states": (M._place_states, V(a1(i64), a1(i64), a1(u16))),
