@@ -61,3 +61,34 @@ def test_weighted_sums_are_exact_at_the_bounds(weight):
     a = v * weight
     gram = a.T @ v
     assert gram[0, 0] == float(rows * weight * big * big) < 2.0**53
+
+
+def test_gather_equals_direct_indexing():
+    k = _heavy_tailed_stack(3, shape=(4, 40, 57))
+    where = P._positions(k.shape, 4, True, 500, margin=3)
+    values = P._gather(k, where, P.LS_INTER_WIDE)
+    p, y, x = where
+    expected = np.stack([k[p + dp, y + dy, x + dx] for dp, dy, dx in P.LS_INTER_WIDE], axis=1)
+    np.testing.assert_array_equal(values, expected.astype(np.float64))
+
+
+def test_residual_bits_equal_a_numpy_reference():
+    k = _heavy_tailed_stack(4)
+    where = P._positions(k.shape, k.shape[0], True, P.FIT_SAMPLE, margin=3)
+    values = P._gather(k, where, P.LS_INTER)
+    target = k[where].astype(np.float64)
+    taps = P._fit(values, target, P.LS_INTER)
+    lo, hi = 0, 1000
+    n = min(P.SAMPLE, target.size)
+    acc = values[:n].astype(np.int64) @ np.asarray(taps.coefs, np.int64) + (1 << (taps.shift - 1))
+    r = target[:n].astype(np.int64) - np.clip(acc >> taps.shift, lo, hi)
+    zigzag = np.where(r >= 0, 2 * r, -2 * r - 1)
+    cols = list(range(len(P.LS_INTER)))
+    assert P._residual_bits(values, n, cols, target, taps, lo, hi) == P._entropy_bits(zigzag)
+
+
+def test_sample_positions_are_cached_and_read_only():
+    first = P._positions((5, 64, 64), 5, True, P.FIT_SAMPLE, margin=3)
+    assert P._positions((5, 64, 64), 5, True, P.FIT_SAMPLE, margin=3) is first
+    with pytest.raises(ValueError, match="read-only"):
+        first[0][0] = 1
