@@ -22,30 +22,12 @@ from ._cuda_common import (
     scalar,
     to_host,
 )
+from ._rans import bitlen_source
 
 __all__ = ["bitlen", "decode_fast", "encode_fast"]
 
 
-@device_function
-def bitlen(v):
-    """Bit length of ``0 <= v < 2**32`` (int64), as ``_rans._bitlen``."""
-    b = np.int64(0)
-    if v >= 65536:
-        v >>= 16
-        b += 16
-    if v >= 256:
-        v >>= 8
-        b += 8
-    if v >= 16:
-        v >>= 4
-        b += 4
-    if v >= 4:
-        v >>= 2
-        b += 2
-    if v >= 2:
-        v >>= 1
-        b += 1
-    return b + v
+bitlen = device_function(bitlen_source)  # the CPU's bit length, as a device function
 
 
 @device_kernel

@@ -26,10 +26,10 @@ CMAP = np.searchsorted(np.array(CTX_THRESHOLDS), np.arange(4 * (NTOK - 1) + 1), 
 _KBASE = CMAP * NTOK
 
 
-@numba.njit(nogil=True, inline="always")
-def _bitlen(v):
-    """Bit length of ``0 <= v < 2**32`` (int64)."""
-    b = 0
+def bitlen_source(v):
+    """Bit length of ``0 <= v < 2**32`` (int64). Plain Python, compiled twice: for the CPU
+    here (``_bitlen``) and as a CUDA device function (``_cuda_fast.bitlen``)."""
+    b = np.int64(0)
     if v >= 65536:
         v >>= 16
         b += 16
@@ -46,6 +46,9 @@ def _bitlen(v):
         v >>= 1
         b += 1
     return b + v
+
+
+_bitlen = numba.njit(nogil=True, inline="always")(bitlen_source)
 
 
 @jit
