@@ -1,11 +1,11 @@
 """The chunk bitstream: header layout, versioning and checksum.
 
-Every encoded chunk stands alone. Layout of format versions 1 and 2 (all little-endian)::
+Every encoded chunk stands alone. Layout of format versions 1 to 3 (all little-endian)::
 
     offset  size        field
     0       4           magic b"BGCP"
-    4       1           format version: the oldest that can decode the chunk (2 for the rice
-                        coder, else 1; version 1 has no coder 2)
+    4       1           format version: the oldest that can decode the chunk (3 for oriented
+                        residuals, else 2 for the rice coder, else 1; version 1 has no coder 2)
     5       1           mode: 0 lossless, 1 within-noise-level (WNL)
     6       1           order: 0 quantise-then-predict, 1 predict-then-quantise (DPCM)
     7       1           coder: 0 fast (bit-packed blocks of 32), 1 max (rANS with contexts),
@@ -24,6 +24,10 @@ Every encoded chunk stands alone. Layout of format versions 1 and 2 (all little-
     ..      payload     entropy-coded residuals
     ..      escapes     exact values (DPCM escapes), in the data's dtype
     end-4   4           CRC32C of everything before it
+
+Version 3 changes no field: in quantise-then-predict chunks of version >= 3 the residuals are
+*oriented* (their sign flipped where the unrounded prediction lies above the rounded one, see
+:mod:`bigcomp.kernels._predict`).
 
 A reader checks, in order: length, magic, version (a newer version raises
 :class:`~bigcomp.errors.FormatVersionError`), the header fields, the total length (a short
@@ -44,8 +48,9 @@ from .predictors import Taps
 __all__ = ["CODER_VERSION", "FORMAT_VERSION", "MAGIC", "ChunkHeader", "pack_chunk", "unpack_chunk"]
 
 MAGIC = b"BGCP"
-FORMAT_VERSION = 2  # the newest version this bigcomp reads and writes
-CODER_VERSION = {"fast": 1, "max": 1, "rice": 2}  # the version a chunk of each coder gets
+FORMAT_VERSION = 3  # the newest version this bigcomp reads and writes
+CODER_VERSION = {"fast": 1, "max": 1, "rice": 2}  # the oldest version that has each coder
+ORIENTED_VERSION = 3  # quantise-then-predict residuals are oriented from this version on
 MODES = {"lossless": 0, "wnl": 1}
 ORDERS = {"qp": 0, "pq": 1}
 CODERS = {"fast": 0, "max": 1, "rice": 2}
@@ -79,6 +84,7 @@ class ChunkHeader:
     intra: Taps
     inter: Taps
     run: int = 1
+    oriented: bool = False  # residual signs follow the prediction's rounding (version >= 3)
 
 
 def _pack_taps(taps: Taps) -> bytes:
@@ -93,7 +99,7 @@ def pack_chunk(header: ChunkHeader, payload: bytes, escapes: np.ndarray) -> byte
     parts = [
         _FIXED.pack(
             MAGIC,
-            CODER_VERSION[header.coder],
+            chunk_version(header),
             MODES[header.mode],
             ORDERS[header.order],
             CODERS[header.coder],
@@ -114,6 +120,13 @@ def pack_chunk(header: ChunkHeader, payload: bytes, escapes: np.ndarray) -> byte
     ]
     body = b"".join(parts)
     return body + _CRC.pack(crc32c(body))
+
+
+def chunk_version(header: ChunkHeader) -> int:
+    """The oldest format version that decodes a chunk with this header."""
+    if header.oriented and header.order != "qp":
+        raise ValueError("only quantise-then-predict residuals can be oriented")
+    return max(CODER_VERSION[header.coder], ORIENTED_VERSION if header.oriented else 1)
 
 
 class _Reader:
@@ -222,6 +235,6 @@ def unpack_chunk(buf) -> tuple[ChunkHeader, memoryview, np.ndarray]:
     )
     header = ChunkHeader(
         mode_s, order_s, coder_s, dtype, tuple(shape), q, gain, offset, read_noise, intra, inter,
-        run,
+        run, oriented=version >= ORIENTED_VERSION and order_s == "qp",
     )
     return header, payload, escapes

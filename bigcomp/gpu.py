@@ -224,7 +224,9 @@ def encode_chunk_gpu(
 
     # predict (choice on the host from a sample, residuals on the device)
     intra, inter = predictor_for(_sample_for_predictor(k, shape3, nz), nz, lo, hi, coder)
-    taps, coefs, info, _ = _cuda_predict.predictor_info(intra.as_arrays(), inter.as_arrays())
+    orient = coder != "fast"  # as the CPU encoder (chunk.encode_chunk)
+    taps, coefs, info, _ = _cuda_predict.predictor_info(intra.as_arrays(), inter.as_arrays(),
+                                                        orient=orient)
     symbols = C.empty(n, np.uint32)
     _cuda_predict.predict_encode(
         k3, nz, C.to_device(taps), C.to_device(coefs), C.to_device(info), lo, hi, symbols
@@ -250,6 +252,7 @@ def encode_chunk_gpu(
         intra if n else _NO_TAPS,
         inter if n else _NO_TAPS,
         nz,
+        oriented=orient,
     )
     return pack_chunk(header, payload, np.empty(0, dtype))
 
@@ -324,7 +327,7 @@ def decode_chunk_gpu(buf, *, out=None):
         # run, which another thread block decodes concurrently (a data race); no encoder writes it
         raise CorruptChunkError("corrupt bigcomp chunk: intra predictor tap into another plane")
     taps, coefs, info, lag = _cuda_predict.predictor_info(
-        header.intra.as_arrays(), header.inter.as_arrays()
+        header.intra.as_arrays(), header.inter.as_arrays(), orient=header.oriented
     )
     k_dtype = dtype if dtype.kind == "u" else np.dtype(np.int32)
     direct = header.mode == "lossless" and out is not None and _fits(out, n, dtype)

@@ -151,9 +151,10 @@ def _gather(k: np.ndarray, where, offsets) -> np.ndarray:
 
 
 @jit
-def _residuals_kernel(values, n, cols, coefs, shift, lo, hi, target, out):
-    """Zig-zagged residuals of the first ``n`` pixels; column by column over a column-major
-    ``values`` (exact integer sums: the order does not matter), vectorised."""
+def _residuals_kernel(values, n, cols, coefs, shift, lo, hi, orient, target, out):
+    """Zig-zagged residuals (``orient``: oriented, as kernels/_predict.py) of the first ``n`` pixels;
+    column by column over a column-major ``values`` (exact integer sums: the order does not
+    matter), vectorised."""
     rnd = (np.int64(1) << shift) >> 1
     acc = np.full(n, rnd, np.int64)
     for j in range(cols.size):
@@ -161,20 +162,23 @@ def _residuals_kernel(values, n, cols, coefs, shift, lo, hi, target, out):
         c = coefs[j]
         for i in range(n):
             acc[i] += np.int64(col[i]) * c
+    om = np.int64(1) if orient and shift > 0 else np.int64(0)
+    ob = max(shift - 1, 0)
     for i in range(n):
         pred = min(max(acc[i] >> shift, lo), hi)
-        r = np.int64(target[i]) - pred
+        f = (acc[i] >> ob) & om
+        r = ((np.int64(target[i]) - pred) ^ -f) + f
         out[i] = np.uint64((r << 1) ^ (r >> 63))
 
 
 def _residual_bits(values: np.ndarray, n: int, cols: list[int], target: np.ndarray, taps: Taps,
-                   lo: int, hi: int) -> float:
+                   lo: int, hi: int, orient: bool = True) -> float:
     """Entropy of the residuals of ``taps`` (columns ``cols`` of ``values``) on the first ``n``
     sampled pixels, in exact integer arithmetic (sums far below 2**63)."""
     n = min(n, target.size)
     out = np.empty(n, np.uint64)
     _residuals_kernel(values, n, np.asarray(cols, np.int64), np.asarray(taps.coefs, np.int64),
-                      taps.shift, lo, hi, target, out)
+                      taps.shift, lo, hi, orient, target, out)
     return _entropy_bits(out)
 
 
@@ -278,7 +282,7 @@ def _reweighted(values: np.ndarray, target: np.ndarray, cols: list[int], taps: T
     z = np.empty(n, np.uint64)
     for _ in range(REWEIGHT):
         _residuals_kernel(values, n, np.asarray(cols, np.int64),
-                          np.asarray(taps.coefs, np.int64), taps.shift, lo, hi, target, z)
+                          np.asarray(taps.coefs, np.int64), taps.shift, lo, hi, False, target, z)
         r = ((z + np.uint64(1)) >> np.uint64(1)).astype(np.int64)  # |residual|
         scale = max(1, int(r.sum()) // n)
         w = np.clip((MAX_WEIGHT * scale) // np.maximum(r, 1), 1, MAX_WEIGHT).astype(np.float64)
@@ -290,7 +294,16 @@ def _reweighted(values: np.ndarray, target: np.ndarray, cols: list[int], taps: T
     return taps
 
 
-def _best(k, nz, inter, candidates, fits, lo, hi, reweight=True) -> Taps | None:
+def _inner_share(taps: Taps, n_rows: int, n_cols: int) -> float:
+    """Share of a plane's pixels where every tap of ``taps`` falls inside the plane."""
+    dy = [o[1] for o in taps.offsets] + [0]
+    dx = [o[2] for o in taps.offsets] + [0]
+    rows = max(0, n_rows - (max(dy) - min(dy)))
+    cols = max(0, n_cols - (max(dx) - min(dx)))
+    return rows * cols / max(1, n_rows * n_cols)
+
+
+def _best(k, nz, inter, candidates, fits, lo, hi, reweight=True, orient=True) -> Taps | None:
     """Cheapest of ``candidates`` plus least-squares fits of ``fits`` on sampled pixels."""
     where = _positions(k.shape, nz, inter, FIT_SAMPLE, margin=3)
     if where is None:
@@ -300,9 +313,20 @@ def _best(k, nz, inter, candidates, fits, lo, hi, reweight=True) -> Taps | None:
     values = _gather(k, where, offsets)
     target = k[where].astype(np.float64)
     scored = {}
+    # pixels where a predictor's taps do not fit (plane borders) use the fallback (mostly the
+    # west neighbour); the sample holds interior pixels only, so each candidate's bits are
+    # blended with the west predictor's by the share of pixels its taps fit
+    west_bits = _residual_bits(values, SAMPLE, [column[W]], target, FIXED_INTRA["west"], lo, hi)
+
+    def blended(bits: float, taps: Taps) -> float:
+        inner = _inner_share(taps, k.shape[1], k.shape[2])
+        return inner * bits + (1.0 - inner) * west_bits
+
     for name, taps in candidates.items():
         cols = [column[o] for o in taps.offsets]
-        scored[name] = (_residual_bits(values, SAMPLE, cols, target, taps, lo, hi), taps)
+        scored[name] = (
+            blended(_residual_bits(values, SAMPLE, cols, target, taps, lo, hi, orient), taps),
+            taps)
     # one exact Gram matrix of all offsets serves every fit (its sub-matrices)
     full = _exact_products(values, target, max(abs(lo), abs(hi))) if fits else None
     for f in fits:
@@ -310,7 +334,9 @@ def _best(k, nz, inter, candidates, fits, lo, hi, reweight=True) -> Taps | None:
         sub = None if full is None else (full[0][np.ix_(cols, cols)], full[1][cols])
         taps = _fit(values[:, cols] if sub is None else None, target, f, sub)
         if taps is not None:
-            scored[f] = (_residual_bits(values, SAMPLE, cols, target, taps, lo, hi), taps)
+            scored[f] = (
+                blended(_residual_bits(values, SAMPLE, cols, target, taps, lo, hi, orient), taps),
+                taps)
     wide = scored.pop(LS_INTER_WIDE, None)
     bits, best = min(scored.values(), key=lambda item: item[0])
     if wide is not None and wide[0] < (1 - WIDE_GAIN) * bits:
@@ -321,13 +347,15 @@ def _best(k, nz, inter, candidates, fits, lo, hi, reweight=True) -> Taps | None:
             and k.size >= REWEIGHT_MIN_SIZE):
         cols = [column[o] for o in best.offsets]
         refit = _reweighted(values, target, cols, best, lo, hi)
-        if _residual_bits(values, SAMPLE, cols, target, refit, lo, hi) < bits:
+        if blended(_residual_bits(values, SAMPLE, cols, target, refit, lo, hi, orient),
+                   refit) < bits:
             best = refit
     return best
 
 
 def choose_predictor(
-    k: np.ndarray, nz: int, lo: int, hi: int, *, fit: bool = True, reweight: bool = True
+    k: np.ndarray, nz: int, lo: int, hi: int, *, fit: bool = True, reweight: bool = True,
+    orient: bool = True,
 ) -> tuple[Taps, Taps]:
     """Pick the ``(intra, inter)`` predictor pair with the smallest residual entropy.
 
@@ -347,13 +375,16 @@ def choose_predictor(
     reweight : bool
         Refit the chosen least-squares predictor by reweighted least squares on chunks of at
         least ``REWEIGHT_MIN_SIZE`` pixels (+1-2 % ratio, 3-5 ms a chunk).
+    orient : bool
+        Score the residuals as oriented ones (``kernels/_predict.py``), as the chunk codes them.
     """
     with _blas().limit(limits=1, user_api="blas"):  # tiny products: threads only contend
-        intra = _best(k, nz, False, FIXED_INTRA, [LS_INTRA] if fit else [], lo, hi, reweight)
+        intra = _best(k, nz, False, FIXED_INTRA, [LS_INTRA] if fit else [], lo, hi, reweight,
+                      orient)
         intra = intra or FIXED_INTRA["b3d"]
         inter_candidates = dict(FIXED_INTER, same_as_intra=intra)
         fits = [LS_INTER, LS_INTER_WIDE] if fit else []
-        inter = _best(k, nz, True, inter_candidates, fits, lo, hi, reweight)
+        inter = _best(k, nz, True, inter_candidates, fits, lo, hi, reweight, orient)
     return intra, inter or FIXED_INTER["avg3d"]
 
 

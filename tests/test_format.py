@@ -97,6 +97,10 @@ def _fixture_arrays() -> dict[str, np.ndarray]:
         (2, "lossless_rice", Lossless(coder="rice")),
         (2, "wnl_qp_rice", WNL.from_camera(CAMERA, q=1.0, coder="rice")),
         (2, "wnl_pq_rice", WNL.from_camera(CAMERA, q=1.0, order="pq", coder="rice")),
+        (3, "lossless_max", Lossless(coder="max")),
+        (3, "lossless_rice", Lossless(coder="rice")),
+        (3, "wnl_qp_max", WNL.from_camera(CAMERA, q=1.0)),
+        (3, "wnl_qp_rice", WNL.from_camera(CAMERA, q=1.0, coder="rice")),
     ],
 )
 def test_backwards_compatibility(version, name, codec):
@@ -107,12 +111,29 @@ def test_backwards_compatibility(version, name, codec):
     check_backwards_compatibility(folder, codec, _fixture_arrays())
 
 
-@pytest.mark.parametrize(("coder", "version"), [("fast", 1), ("max", 1), ("rice", 2)])
-def test_chunks_carry_the_oldest_version_that_reads_them(coder, version):
-    """fast and max chunks stay version 1 (older bigcomp reads them); rice needs version 2."""
+@pytest.mark.parametrize(
+    ("order", "coder", "version"),
+    [("qp", "fast", 1), ("qp", "max", 3), ("qp", "rice", 3),
+     ("pq", "fast", 1), ("pq", "max", 1), ("pq", "rice", 2)],
+)
+def test_chunks_carry_the_oldest_version_that_reads_them(order, coder, version):
+    """max and rice chunks of the quantise-then-predict order (and lossless) have oriented
+    residuals (version 3); fast chunks and predict-then-quantise chunks keep version 1 (older
+    bigcomp reads them), or 2 for the rice coder."""
     data = light_sheet((2, 16, 16)).data
-    assert encode_chunk(data, q=1.0, camera=CAMERA, coder=coder)[4] == version
+    assert encode_chunk(data, q=1.0, camera=CAMERA, order=order, coder=coder)[4] == version
+    lossless = encode_chunk(data, q=0.0, order=order, coder=coder)[4]  # lossless is always qp
+    assert lossless == (1 if coder == "fast" else 3)
     assert version <= FORMAT_VERSION
+
+
+def test_lossless_with_pq_order_round_trips():
+    """Lossless has nothing to quantise: order="pq" codes as "qp" (it once wrote chunks that
+    did not decode)."""
+    data = light_sheet((3, 20, 24)).data
+    for coder in ("fast", "max", "rice"):
+        chunk = encode_chunk(data, q=0.0, order="pq", coder=coder)
+        np.testing.assert_array_equal(decode_chunk(chunk), data)
 
 
 def test_rice_chunk_labelled_version_1_is_corrupt():

@@ -1,8 +1,9 @@
 """GPU kernels (numba.cuda): integer linear prediction, same residuals as ``_predict.py``.
 
 The predictor rule (taps, int64 arithmetic, clipping, border fallback to west / north /
-previous plane / ``lo``, zig-zag) is the one documented in :mod:`bigcomp.kernels._predict`; a
-single device function :func:`_predict_at` implements it for both directions.
+previous plane / ``lo``, zig-zag, oriented residuals) is the one documented in
+:mod:`bigcomp.kernels._predict`; a single device function :func:`_predict_at` implements it for
+both directions.
 
 Encode is fully parallel: one thread per pixel (grid-stride), reading the original values.
 
@@ -31,13 +32,16 @@ _I_START, _I_END, _I_SHIFT = 0, 1, 2  # intra taps [start, end) of the tap array
 _E_START, _E_END, _E_SHIFT = 3, 4, 5  # inter taps
 _I_REACH = 6  # dymin, dymax, dxmin, dxmax of the intra taps (4 values)
 _E_REACH = 10  # the same for the inter taps
-_INFO_SIZE = 14
+_ORIENT = 14  # 1: oriented residuals (chunk format version 3)
+_INFO_SIZE = 15
 
 
-def predictor_info(intra, inter) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def predictor_info(intra, inter, orient: bool = False
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Host arrays (taps int64 (T, 3), coefs int64 (T,), info int64) and the decode lag.
 
-    ``intra``/``inter`` are ``(taps, coefs, shift)`` triples of :meth:`Taps.as_arrays`.
+    ``intra``/``inter`` are ``(taps, coefs, shift)`` triples of :meth:`Taps.as_arrays`;
+    ``orient``: oriented residuals.
     """
     taps = np.concatenate([intra[0], inter[0]]).astype(np.int64).reshape(-1, 3)
     coefs = np.concatenate([intra[1], inter[1]]).astype(np.int64)
@@ -45,6 +49,7 @@ def predictor_info(intra, inter) -> tuple[np.ndarray, np.ndarray, np.ndarray, in
     info = np.zeros(_INFO_SIZE, np.int64)
     info[_I_START], info[_I_END], info[_I_SHIFT] = 0, ni, intra[2]
     info[_E_START], info[_E_END], info[_E_SHIFT] = ni, taps.shape[0], inter[2]
+    info[_ORIENT] = int(bool(orient))
     lag = 1
     for base, t in ((_I_REACH, intra[0]), (_E_REACH, inter[0])):
         t = np.asarray(t, np.int64).reshape(-1, 3)
@@ -64,7 +69,8 @@ def predictor_info(intra, inter) -> tuple[np.ndarray, np.ndarray, np.ndarray, in
 
 @device_function
 def _predict_at(k, p, y, x, has_prev, taps, coefs, info, lo, hi):
-    """Prediction (int64) of pixel ``(p, y, x)`` from already known neighbours."""
+    """``2 * prediction + flip`` (int64) of pixel ``(p, y, x)`` from already known neighbours:
+    ``flip`` (0 or 1) says whether the residual's sign is flipped (oriented residuals)."""
     n_rows = k.shape[1]
     n_cols = k.shape[2]
     if has_prev:
@@ -87,14 +93,17 @@ def _predict_at(k, p, y, x, has_prev, taps, coefs, info, lo, hi):
             acc = np.int64(1) << (shift - 1)
         for t in range(t0, t1):
             acc += coefs[t] * np.int64(k[p + taps[t, 0], y + taps[t, 1], x + taps[t, 2]])
-        return min(max(acc >> shift, lo), hi)
+        flip = np.int64(0)
+        if shift > 0:
+            flip = (acc >> (shift - 1)) & info[_ORIENT]
+        return 2 * min(max(acc >> shift, lo), hi) + flip
     if x > 0:
-        return np.int64(k[p, y, x - 1])
+        return 2 * np.int64(k[p, y, x - 1])
     if y > 0:
-        return np.int64(k[p, y - 1, x])
+        return 2 * np.int64(k[p, y - 1, x])
     if has_prev:
-        return np.int64(k[p - 1, y, x])
-    return lo
+        return 2 * np.int64(k[p - 1, y, x])
+    return 2 * np.int64(lo)
 
 
 @device_kernel
@@ -110,8 +119,9 @@ def _encode(k, nz, taps, coefs, info, lo, hi, out):
         y = rem // n_cols
         x = rem - y * n_cols
         has_prev = (p % nz) != 0
-        pred = _predict_at(k, p, y, x, has_prev, taps, coefs, info, lo, hi)
-        r = np.int64(k[p, y, x]) - pred
+        pf = _predict_at(k, p, y, x, has_prev, taps, coefs, info, lo, hi)
+        f = pf & 1
+        r = ((np.int64(k[p, y, x]) - (pf >> 1)) ^ -f) + f
         out[i] = np.uint32(((r << 1) ^ (r >> 63)) & 0xFFFFFFFF)
 
 
@@ -137,9 +147,10 @@ def _decode(res, nz, taps, coefs, info, lo, hi, lag, k, bad):
             for t in range(steps):
                 x = t - lag * tid
                 if y < n_rows and x >= 0 and x < n_cols:
-                    pred = _predict_at(k, p, y, x, has_prev, taps, coefs, info, lo, hi)
+                    pf = _predict_at(k, p, y, x, has_prev, taps, coefs, info, lo, hi)
+                    f = pf & 1
                     z = np.int64(res[(p * n_rows + y) * n_cols + x])
-                    v = pred + ((z >> 1) ^ -(z & 1))
+                    v = (pf >> 1) + ((((z >> 1) ^ -(z & 1)) ^ -f) + f)
                     if v < lo or v > hi:
                         n_bad += 1
                     k[p, y, x] = v

@@ -43,7 +43,7 @@ def _group_rows(n_cols: int) -> int:
     return max(step, rows // step * step)
 
 
-def _fused_kernel(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi,
+def _fused_kernel(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, orient,
                   rows_per_group, n_workers, widths, offs, words, group_words):
     n_planes, n_rows, n_cols = k.shape
     total_rows = n_planes * n_rows
@@ -57,7 +57,7 @@ def _fused_kernel(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, h
             b0 = r0 * n_cols // 32  # groups start on a block boundary
             b1 = (r1 * n_cols + 31) // 32
             res = buf[: (r1 - r0) * n_cols]
-            encode_rows(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi,
+            encode_rows(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, orient,
                         r0, r1, res)
             _widths_range(res, widths[b0:b1])
             group_words[g] = _offsets_range(widths[b0:b1], offs[b0:b1])
@@ -78,7 +78,7 @@ _fused_p, _fused_s = pjit(_fused_kernel)
 _concat_p, _concat_s = pjit(_concat_kernel)
 
 
-def encode_fast_fused(k, nz, intra, inter, lo, hi, *, parallel=True) -> np.ndarray:
+def encode_fast_fused(k, nz, intra, inter, lo, hi, *, orient=False, parallel=True) -> np.ndarray:
     """``fast`` payload (uint8 array) of the residuals of ``k`` (3-D) under a predictor pair.
 
     Same arguments as :func:`bigcomp.kernels._predict.predict_encode`; the result equals
@@ -99,7 +99,7 @@ def encode_fast_fused(k, nz, intra, inter, lo, hi, *, parallel=True) -> np.ndarr
     widths = np.empty(nblk, np.uint8)
     group_words = np.empty(n_groups, np.int64)
     (_fused_p if parallel else _fused_s)(
-        k, nz, intra[0], intra[1], intra[2], inter[0], inter[1], inter[2], lo, hi,
+        k, nz, intra[0], intra[1], intra[2], inter[0], inter[1], inter[2], lo, hi, bool(orient),
         rows_per_group, n_workers, widths, offs, words, group_words,
     )
     group_start = np.zeros(n_groups, np.int64)
@@ -135,7 +135,7 @@ def _unpack_blocks(widths, offs, words, b0, b1, buf):
 
 
 def _fused_decode_kernel(widths, offs, words, nz, intra, intra_c, intra_s, inter, inter_c,
-                         inter_s, lo, hi, rows_per_group, k, bad):
+                         inter_s, lo, hi, orient, rows_per_group, k, bad):
     n_planes, n_rows, n_cols = k.shape
     rows = nz * n_rows  # rows per stack
     for s in prange(n_planes // nz):
@@ -148,15 +148,15 @@ def _fused_decode_kernel(widths, offs, words, nz, intra, intra_c, intra_s, inter
             _unpack_blocks(widths, offs, words, b0, b1, buf)
             skip = r0 * n_cols - 32 * b0
             n_bad += decode_rows(buf[skip : skip + (r1 - r0) * n_cols], nz, intra, intra_c,
-                                 intra_s, inter, inter_c, inter_s, lo, hi, r0, r1, k)
+                                 intra_s, inter, inter_c, inter_s, lo, hi, orient, r0, r1, k)
         bad[s] = n_bad
 
 
 _fdec_p, _fdec_s = pjit(_fused_decode_kernel)
 
 
-def decode_fast_fused(payload, shape, nz, intra, inter, lo, hi, *, dtype, parallel=True,
-                      out=None) -> np.ndarray:
+def decode_fast_fused(payload, shape, nz, intra, inter, lo, hi, *, dtype, orient=False,
+                      parallel=True, out=None) -> np.ndarray:
     """Inverse of :func:`encode_fast_fused`: the array of ``shape`` (3-D) and ``dtype``.
 
     Raises ``ValueError`` for a payload inconsistent with ``shape`` or corrupt (values outside
@@ -176,7 +176,7 @@ def decode_fast_fused(payload, shape, nz, intra, inter, lo, hi, *, dtype, parall
     rows_per_group = max(1, GROUP_PIXELS // max(shape[2], 1))
     (_fdec_p if parallel else _fdec_s)(
         widths, offs, words, nz, intra[0], intra[1], intra[2], inter[0], inter[1], inter[2],
-        lo, hi, rows_per_group, k, bad,
+        lo, hi, bool(orient), rows_per_group, k, bad,
     )
     if bad.any():
         raise ValueError(f"corrupt bigcomp payload: {int(bad.sum())} values out of range")

@@ -32,7 +32,7 @@ __all__ = ["decode_rice_fused", "encode_rice_fused"]
 WORK_PIXELS = 1 << 15
 
 
-def _fused_kernel(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi,
+def _fused_kernel(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, orient,
                   group_rows, groups_per_item, n_workers, gmax, words, group_words):
     n_planes, n_rows, n_cols = k.shape
     total_rows = n_planes * n_rows
@@ -47,7 +47,7 @@ def _fused_kernel(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, h
             r0 = g0 * group_rows
             r1 = min(total_rows, g1 * group_rows)
             res = buf[: (r1 - r0) * n_cols]
-            encode_rows(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi,
+            encode_rows(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, orient,
                         r0, r1, res)
             for g in range(g0, g1):
                 a = (g - g0) * s
@@ -58,7 +58,7 @@ def _fused_kernel(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, h
 _fused_p, _fused_s = pjit(_fused_kernel)
 
 
-def encode_rice_fused(k, nz, intra, inter, lo, hi, *, parallel=True) -> np.ndarray:
+def encode_rice_fused(k, nz, intra, inter, lo, hi, *, orient=False, parallel=True) -> np.ndarray:
     """``rice`` payload (uint8 array) of the residuals of ``k`` (3-D) under a predictor pair.
 
     Same arguments as :func:`bigcomp.kernels._predict.predict_encode`; the result equals
@@ -69,7 +69,7 @@ def encode_rice_fused(k, nz, intra, inter, lo, hi, *, parallel=True) -> np.ndarr
         return np.empty(0, np.uint8)
     s = group_symbols(n_cols)
     if s % n_cols:  # rows longer than a group: separate passes
-        res = predict_encode(k, nz, intra, inter, lo, hi, parallel=parallel,
+        res = predict_encode(k, nz, intra, inter, lo, hi, orient=orient, parallel=parallel,
                              out=scratch("residuals", k.size, np.uint32))
         return np.frombuffer(encode_rice(res, n_cols, parallel=parallel), np.uint8)
     intra, inter = with_accumulator(intra, inter, lo, hi)
@@ -82,7 +82,7 @@ def encode_rice_fused(k, nz, intra, inter, lo, hi, *, parallel=True) -> np.ndarr
     words = scratch("rice_words", n_groups * gmax, np.uint32)
     group_words = np.empty(n_groups, np.int64)
     (_fused_p if parallel else _fused_s)(
-        k, nz, intra[0], intra[1], intra[2], inter[0], inter[1], inter[2], lo, hi,
+        k, nz, intra[0], intra[1], intra[2], inter[0], inter[1], inter[2], lo, hi, bool(orient),
         group_rows, groups_per_item, n_workers, gmax, words, group_words,
     )
     return assemble(s, words, gmax, group_words, parallel=parallel)
@@ -101,7 +101,8 @@ def _decode_groups(words, group_start, group_words, s, g0, g1, buf):
 
 
 def _fused_decode_kernel(words, group_start, group_words, s, last_size, nz, intra, intra_c,
-                         intra_s, inter, inter_c, inter_s, lo, hi, rows_per_item, k, bad):
+                         intra_s, inter, inter_c, inter_s, lo, hi, orient, rows_per_item, k,
+                         bad):
     n_planes, n_rows, n_cols = k.shape
     rows = nz * n_rows  # rows per stack
     group_rows = s // n_cols
@@ -124,15 +125,15 @@ def _fused_decode_kernel(words, group_start, group_words, s, last_size, nz, intr
                 n_bad += _decode_groups(words, group_start, group_words, s, g0, g1, buf)
             skip = (r0 - g0 * group_rows) * n_cols
             n_bad += decode_rows(buf[skip : skip + (r1 - r0) * n_cols], nz, intra, intra_c,
-                                 intra_s, inter, inter_c, inter_s, lo, hi, r0, r1, k)
+                                 intra_s, inter, inter_c, inter_s, lo, hi, orient, r0, r1, k)
         bad[st] = n_bad
 
 
 _fdec_p, _fdec_s = pjit(_fused_decode_kernel)
 
 
-def decode_rice_fused(payload, shape, nz, intra, inter, lo, hi, *, dtype, parallel=True,
-                      out=None) -> np.ndarray:
+def decode_rice_fused(payload, shape, nz, intra, inter, lo, hi, *, dtype, orient=False,
+                      parallel=True, out=None) -> np.ndarray:
     """Inverse of :func:`encode_rice_fused`: the array of ``shape`` (3-D) and ``dtype``.
 
     Raises ``ValueError`` for a payload inconsistent with ``shape`` or corrupt.
@@ -147,7 +148,7 @@ def decode_rice_fused(payload, shape, nz, intra, inter, lo, hi, *, dtype, parall
     # overlaps)
     if s % n_cols or nz * shape[1] < 4 * (s // n_cols):
         res = decode_rice(payload, n, parallel=parallel)
-        return predict_decode(res, shape, nz, intra, inter, lo, hi, dtype=dtype,
+        return predict_decode(res, shape, nz, intra, inter, lo, hi, orient=orient, dtype=dtype,
                               parallel=parallel, out=out)
     k = np.empty(shape, dtype) if out is None else out.reshape(shape)
     intra, inter = with_accumulator(intra, inter, lo, hi)
@@ -157,7 +158,7 @@ def decode_rice_fused(payload, shape, nz, intra, inter, lo, hi, *, dtype, parall
     last_size = n - (group_words.size - 1) * s
     (_fdec_p if parallel else _fdec_s)(
         words, group_start, group_words, s, last_size, nz, intra[0], intra[1], intra[2],
-        inter[0], inter[1], inter[2], lo, hi, rows_per_item, k, bad,
+        inter[0], inter[1], inter[2], lo, hi, bool(orient), rows_per_item, k, bad,
     )
     if bad.any():
         raise ValueError(f"corrupt bigcomp payload: {int(bad.sum())} rice groups or values bad")

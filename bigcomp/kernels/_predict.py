@@ -12,6 +12,11 @@ previous plane, else ``lo``. Sums are exact integers, so every platform gives th
 they accumulate in int32 (twice the SIMD width) when ``sum|c_i| * max(|lo|, |hi|) + 2**shift``
 cannot overflow it, else in int64 (:func:`accumulator_dtype`).
 Residuals are zig-zag mapped to uint32: 0, -1, 1, -2, ... -> 0, 1, 2, 3, ...
+*Oriented* residuals (``orient=True``, chunk format version 3): where the prediction has a
+fraction (``shift > 0``), the residual's sign is flipped before the zig-zag when the unrounded
+prediction lies above the rounded one (bit ``shift - 1`` of the sum, rounding term included, is
+set), so the more likely of ``+1``/``-1`` gets the smaller code. Border pixels (fallback
+predictions are whole) are never flipped.
 """
 
 from __future__ import annotations
@@ -61,6 +66,21 @@ def _window(taps, n_cols):
 def _rounding(coefs, shift):
     """``2**(shift-1)`` (0 for shift 0) in the accumulator's dtype."""
     return coefs.dtype.type(1 << (shift - 1) if shift > 0 else 0)
+
+
+@jit
+def _orientation(coefs, shift, orient):
+    """Mask of the sum's bit that flips the residual's sign (0: never flipped)."""
+    on = orient and shift > 0
+    return coefs.dtype.type((1 << (shift - 1)) if on else 0)
+
+
+@jit
+def _flip_mask(shift, orient):
+    """``(left, on)``: ``((sum << left) >> 63) & on`` is -1 where the residual's sign flips
+    (the bit ``shift - 1`` of the int64 sum, broadcast), else 0: branch-free."""
+    on = orient and shift > 0
+    return (64 - shift if on else 0), np.int64(-1 if on else 0)
 
 
 @jit
@@ -140,7 +160,8 @@ def _row_sum(accv, k, p, y, x0, taps, coefs, sel, rnd):
 
 
 @jit
-def encode_rows(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, r0, r1, out):
+def encode_rows(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, orient, r0, r1,
+                out):
     """Residuals of the global rows ``r0 <= r < r1`` (row ``r`` = plane ``r // rows``, row
     ``r % rows``) into ``out`` (flat, 0-based: pixel ``(r, x)`` at ``(r - r0) * cols + x``)."""
     _, n_rows, n_cols = k.shape
@@ -155,6 +176,7 @@ def encode_rows(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi,
         coefs = inter_c if has_prev else intra_c
         shift = inter_s if has_prev else intra_s
         rnd = _rounding(coefs, shift)
+        flip = _orientation(coefs, shift, orient)
         dymin, dymax, x0, x1 = _window(taps, n_cols)
         row = (g - r0) * n_cols
         inner = y + dymin >= 0 and y + dymax < n_rows and x1 > x0
@@ -166,8 +188,9 @@ def encode_rows(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi,
             kv = k[p, y, x0:x1]
             outv = out[row + x0 : row + x1]
             for i in range(n):
-                pred = min(max(accv[i] >> shift, lo), hi)
-                r = np.int64(kv[i]) - pred
+                a = accv[i]
+                r = np.int64(kv[i]) - min(max(a >> shift, lo), hi)
+                r = -r if a & flip else r  # a select, not a branch
                 outv[i] = np.uint32((r << 1) ^ (r >> 63))
         # border pixels (all of them in rows the taps do not fit)
         xa = x0 if inner else n_cols
@@ -180,11 +203,11 @@ def encode_rows(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi,
             out[row + x] = np.uint32((r << 1) ^ (r >> 63))
 
 
-def _encode_kernel(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, out):
+def _encode_kernel(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, orient, out):
     n_planes, n_rows, n_cols = k.shape
     plane = n_rows * n_cols
     for p in prange(n_planes):
-        encode_rows(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi,
+        encode_rows(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, orient,
                     p * n_rows, (p + 1) * n_rows, out[p * plane : (p + 1) * plane])
 
 
@@ -205,11 +228,12 @@ def _decode_border(res, k, p, y, x_start, x_end, has_prev, lo, hi):
 
 
 @jit
-def _decode_row(res, k, p, y, has_prev, taps, coefs, shift, sel, lo, hi, acc):
+def _decode_row(res, k, p, y, has_prev, taps, coefs, shift, sel, lo, hi, orient, acc):
     """Decode row ``y`` of plane ``p`` from its residuals ``res`` (0-based, one row); returns
     the number of values outside ``[lo, hi]``."""
     n_cols = k.shape[2]
     rnd = _rounding(coefs, shift)
+    left, on = _flip_mask(shift, orient)
     dymin, dymax, x0, x1 = _window(taps, n_cols)
     c1, c2, c3, generic = _west_coefs(taps, coefs)
     inner = y + dymin >= 0 and y + dymax < k.shape[1] and x1 > x0
@@ -228,7 +252,8 @@ def _decode_row(res, k, p, y, has_prev, taps, coefs, shift, sel, lo, hi, acc):
                 if taps[t, 0] == 0 and taps[t, 1] == 0:
                     a += coefs[t] * cur[x + taps[t, 2]]
             z = np.int64(res[x])
-            v = min(max(a >> shift, lo), hi) + ((z >> 1) ^ -(z & 1))
+            m = ((np.int64(a) << left) >> 63) & on
+            v = min(max(a >> shift, lo), hi) + ((((z >> 1) ^ -(z & 1)) ^ m) - m)
             n_bad += v < lo or v > hi
             cur[x] = v
     else:
@@ -238,7 +263,8 @@ def _decode_row(res, k, p, y, has_prev, taps, coefs, shift, sel, lo, hi, acc):
         for x in range(x0, x1):
             a = acc[x] + c1 * w1 + c2 * w2 + c3 * w3
             z = np.int64(res[x])
-            v = min(max(a >> shift, lo), hi) + ((z >> 1) ^ -(z & 1))
+            m = ((np.int64(a) << left) >> 63) & on
+            v = min(max(a >> shift, lo), hi) + ((((z >> 1) ^ -(z & 1)) ^ m) - m)
             n_bad += v < lo or v > hi
             cur[x] = v
             w3 = w2
@@ -248,12 +274,14 @@ def _decode_row(res, k, p, y, has_prev, taps, coefs, shift, sel, lo, hi, acc):
 
 
 @jit
-def _decode_row_pair(ra, rb, k, pa, ya, pb, yb, taps, coefs, shift, sel, lo, hi, acca, accb):
+def _decode_row_pair(ra, rb, k, pa, ya, pb, yb, taps, coefs, shift, sel, lo, hi, orient, acca,
+                     accb):
     """:func:`_decode_row` of two independent rows at once (rows of two planes, same inter
     taps, both away from the top/bottom border, west taps -1..-3 only): the two sequential
     west-neighbour chains alternate in one loop and overlap."""
     n_cols = k.shape[2]
     rnd = _rounding(coefs, shift)
+    left, on = _flip_mask(shift, orient)
     _, _, x0, x1 = _window(taps, n_cols)
     c1, c2, c3, _ = _west_coefs(taps, coefs)
     n_bad = _decode_border(ra, k, pa, ya, 0, x0, True, lo, hi)
@@ -273,8 +301,10 @@ def _decode_row_pair(ra, rb, k, pa, ya, pb, yb, taps, coefs, shift, sel, lo, hi,
         b = accb[x] + c1 * wb1 + c2 * wb2 + c3 * wb3
         za = np.int64(ra[x])
         zb = np.int64(rb[x])
-        va = min(max(a >> shift, lo), hi) + ((za >> 1) ^ -(za & 1))
-        vb = min(max(b >> shift, lo), hi) + ((zb >> 1) ^ -(zb & 1))
+        ma = ((np.int64(a) << left) >> 63) & on
+        mb = ((np.int64(b) << left) >> 63) & on
+        va = min(max(a >> shift, lo), hi) + ((((za >> 1) ^ -(za & 1)) ^ ma) - ma)
+        vb = min(max(b >> shift, lo), hi) + ((((zb >> 1) ^ -(zb & 1)) ^ mb) - mb)
         n_bad += (va < lo or va > hi) + (vb < lo or vb > hi)
         cura[x] = va
         curb[x] = vb
@@ -289,7 +319,8 @@ def _decode_row_pair(ra, rb, k, pa, ya, pb, yb, taps, coefs, shift, sel, lo, hi,
 
 
 @jit
-def decode_rows(res, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, r0, r1, k):
+def decode_rows(res, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, orient, r0, r1,
+                k):
     """Decode the global rows ``r0 <= r < r1`` of ``k`` (in order; rows before ``r0`` of the
     same stack already decoded) from ``res`` (flat, 0-based: pixel ``(r, x)`` at ``(r - r0) *
     cols + x``). Returns the number of values outside ``[lo, hi]``."""
@@ -304,15 +335,15 @@ def decode_rows(res, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, h
         row = (g - r0) * n_cols
         if p % nz:
             n_bad += _decode_row(res[row : row + n_cols], k, p, y, True, inter, inter_c, inter_s,
-                                 sel_inter, lo, hi, acc)
+                                 sel_inter, lo, hi, orient, acc)
         else:
             n_bad += _decode_row(res[row : row + n_cols], k, p, y, False, intra, intra_c,
-                                 intra_s, sel_intra, lo, hi, acc)
+                                 intra_s, sel_intra, lo, hi, orient, acc)
     return n_bad
 
 
 @jit
-def decode_stack(res, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, s, k):
+def decode_stack(res, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, orient, s, k):
     """Decode stack ``s`` (planes ``s*nz`` to ``s*nz + nz - 1``) from its residuals ``res``
     (flat, 0-based). The first plane row by row; then the others in pairs ``(p, p + 1)``: row
     ``y`` of ``p`` together with row ``y - lag`` of ``p + 1``, which by then has every row of
@@ -321,7 +352,7 @@ def decode_stack(res, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, 
     plane = n_rows * n_cols
     p0 = s * nz
     n_bad = decode_rows(res[:plane], nz, intra, intra_c, intra_s, inter, inter_c, inter_s,
-                        lo, hi, p0 * n_rows, (p0 + 1) * n_rows, k)
+                        lo, hi, orient, p0 * n_rows, (p0 + 1) * n_rows, k)
     dymin, dymax, x0, x1 = _window(inter, n_cols)
     lag = 1
     for t in range(inter.shape[0]):
@@ -344,26 +375,27 @@ def decode_stack(res, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, 
             inner_b = yb >= 0 and yb + dymin >= 0 and yb + dymax < n_rows
             if inner_a and inner_b:
                 n_bad += _decode_row_pair(ra, rb, k, p, ya, p + 1, yb, inter, inter_c, inter_s,
-                                          sel, lo, hi, acca, accb)
+                                          sel, lo, hi, orient, acca, accb)
                 continue
             if ya < n_rows:
                 n_bad += _decode_row(ra, k, p, ya, True, inter, inter_c, inter_s, sel, lo, hi,
-                                     acca)
+                                     orient, acca)
             if yb >= 0:
                 n_bad += _decode_row(rb, k, p + 1, yb, True, inter, inter_c, inter_s, sel, lo,
-                                     hi, accb)
+                                     hi, orient, accb)
         p += 2
     n_bad += decode_rows(res[(p - p0) * plane :], nz, intra, intra_c, intra_s, inter, inter_c,
-                         inter_s, lo, hi, p * n_rows, (p0 + nz) * n_rows, k)
+                         inter_s, lo, hi, orient, p * n_rows, (p0 + nz) * n_rows, k)
     return n_bad
 
 
-def _decode_kernel(res, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, k, bad):
+def _decode_kernel(res, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, orient, k,
+                   bad):
     n_planes, n_rows, n_cols = k.shape
     size = nz * n_rows * n_cols  # pixels per stack
     for s in prange(n_planes // nz):
         bad[s] = decode_stack(res[s * size : (s + 1) * size], nz, intra, intra_c, intra_s,
-                              inter, inter_c, inter_s, lo, hi, s, k)
+                              inter, inter_c, inter_s, lo, hi, orient, s, k)
 
 
 _decode_par, _decode_ser = pjit(_decode_kernel)
@@ -387,20 +419,22 @@ def with_accumulator(intra, inter, lo, hi):
     )
 
 
-def predict_encode(k, nz, intra, inter, lo, hi, *, parallel=True, out=None):
+def predict_encode(k, nz, intra, inter, lo, hi, *, orient=False, parallel=True, out=None):
     """Zig-zagged residuals (uint32, flat) of ``k`` (3-D, any integer dtype) under a predictor pair.
 
-    ``intra``/``inter`` are ``(taps int32 (T, 3), coefs int64 (T,), shift)`` triples.
+    ``intra``/``inter`` are ``(taps int32 (T, 3), coefs int64 (T,), shift)`` triples;
+    ``orient``: oriented residuals (module docstring; chunk format version 3).
     """
     out = np.empty(k.size, np.uint32) if out is None else out
     intra, inter = with_accumulator(intra, inter, lo, hi)
     kernel = _encode_par if parallel else _encode_ser
-    kernel(k, nz, intra[0], intra[1], intra[2], inter[0], inter[1], inter[2], lo, hi, out)
+    kernel(k, nz, intra[0], intra[1], intra[2], inter[0], inter[1], inter[2], lo, hi,
+           bool(orient), out)
     return out
 
 
 def predict_decode(
-    res, shape, nz, intra, inter, lo, hi, *, dtype=np.int32, parallel=True, out=None
+    res, shape, nz, intra, inter, lo, hi, *, orient=False, dtype=np.int32, parallel=True, out=None
 ):
     """Inverse of :func:`predict_encode`: array of ``shape`` (3-D) and ``dtype``.
 
@@ -410,7 +444,8 @@ def predict_decode(
     bad = np.zeros(max(shape[0] // nz, 1), np.int64)
     intra, inter = with_accumulator(intra, inter, lo, hi)
     kernel = _decode_par if parallel else _decode_ser
-    kernel(res, nz, intra[0], intra[1], intra[2], inter[0], inter[1], inter[2], lo, hi, k, bad)
+    kernel(res, nz, intra[0], intra[1], intra[2], inter[0], inter[1], inter[2], lo, hi,
+           bool(orient), k, bad)
     if bad.any():
         raise ValueError(f"corrupt bigcomp payload: {int(bad.sum())} values out of range")
     return k

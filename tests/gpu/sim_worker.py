@@ -51,11 +51,11 @@ def job_vst(x, camera, q):
     return _host(k), _host(flags), _host(back)
 
 
-def job_predict(k, nz, intra, inter, lo, hi):
+def job_predict(k, nz, intra, inter, lo, hi, orient=False):
     from bigcomp.kernels import _cuda_common as C
     from bigcomp.kernels import _cuda_predict as P
 
-    taps, coefs, info, lag = P.predictor_info(intra, inter)
+    taps, coefs, info, lag = P.predictor_info(intra, inter, orient=orient)
     args = C.to_device(taps), C.to_device(coefs), C.to_device(info)
     res = C.empty(k.size, np.uint32)
     P.predict_encode(C.to_device(k), nz, *args, lo, hi, res)

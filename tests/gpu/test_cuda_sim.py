@@ -87,7 +87,8 @@ def _predictor_cases():
     ]
 
 
-PREDICTOR_CASES = _predictor_cases()
+# every case with plain and with oriented residuals (chunk format version 3)
+PREDICTOR_CASES = [(*case, orient) for orient in (False, True) for case in _predictor_cases()]
 
 
 def _symbols(n, seed):
@@ -141,7 +142,7 @@ def sim(tmp_path_factory):
     add("lookup_rec", "lookup", values=tables.bin[values].astype(np.uint16), table=tables.rec)
     add("vst", "vst", x=_image((400,), "float32"), camera=CAMERA, q=1.0)
     add("vst_nan", "vst", x=np.array([1.0, np.nan], np.float32), camera=CAMERA, q=1.0)
-    for i, (k, nz, intra, inter, lo, hi) in enumerate(PREDICTOR_CASES):
+    for i, (k, nz, intra, inter, lo, hi, orient) in enumerate(PREDICTOR_CASES):
         add(
             ("predict", i),
             "predict",
@@ -151,6 +152,7 @@ def sim(tmp_path_factory):
             inter=inter.as_arrays(),
             lo=lo,
             hi=hi,
+            orient=orient,
         )
     for i, (s, rl) in enumerate(CODER_CASES):
         add(("fast", i), "fast", symbols=s)
@@ -279,9 +281,10 @@ def test_float_transform(sim):
 
 @pytest.mark.parametrize("i", range(len(PREDICTOR_CASES)))
 def test_predict(sim, i):
-    k, nz, intra, inter, lo, hi = PREDICTOR_CASES[i]
+    k, nz, intra, inter, lo, hi, orient = PREDICTOR_CASES[i]
     res, back, bad = _ok(sim[("predict", i)])
-    expected = predict_encode(k, nz, intra.as_arrays(), inter.as_arrays(), lo, hi, parallel=False)
+    expected = predict_encode(k, nz, intra.as_arrays(), inter.as_arrays(), lo, hi, orient=orient,
+                              parallel=False)
     np.testing.assert_array_equal(res, expected)
     np.testing.assert_array_equal(back, k)
     cpu = predict_decode(
@@ -292,6 +295,7 @@ def test_predict(sim, i):
         inter.as_arrays(),
         lo,
         hi,
+        orient=orient,
         dtype=k.dtype,
         parallel=False,
     )
