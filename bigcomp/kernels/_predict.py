@@ -21,6 +21,7 @@ predictions are whole) are never flipped.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import prange
 
@@ -81,6 +82,21 @@ def _flip_mask(shift, orient):
     (the bit ``shift - 1`` of the int64 sum, broadcast), else 0: branch-free."""
     on = orient and shift > 0
     return (64 - shift if on else 0), np.int64(-1 if on else 0)
+
+
+@numba.njit(nogil=True, inline="always")
+def _plain(z, a, left):
+    """Residual of zig-zag code ``z``."""
+    return (z >> 1) ^ -(z & 1)
+
+
+@numba.njit(nogil=True, inline="always")
+def _oriented(z, a, left):
+    """Residual of zig-zag code ``z``, negated where bit ``63 - left`` of the sum ``a`` is set
+    (shift-and-mask, not a select: in this loop-carried chain LLVM turns a select into a
+    mispredicted branch, 30 % slower)."""
+    m = (np.int64(a) << left) >> 63
+    return (((z >> 1) ^ -(z & 1)) ^ m) - m
 
 
 @jit
@@ -256,21 +272,30 @@ def _decode_row(res, k, p, y, has_prev, taps, coefs, shift, sel, lo, hi, orient,
             v = min(max(a >> shift, lo), hi) + ((((z >> 1) ^ -(z & 1)) ^ m) - m)
             n_bad += v < lo or v > hi
             cur[x] = v
+    elif on:  # the chain compiled twice, so that plain residuals pay nothing for the flip
+        n_bad += _west_chain(acc, res, cur, x0, x1, c1, c2, c3, shift, lo, hi, left, _oriented)
     else:
-        w1 = np.int64(cur[x0 - 1]) if x0 >= 1 else np.int64(0)
-        w2 = np.int64(cur[x0 - 2]) if x0 >= 2 else np.int64(0)
-        w3 = np.int64(cur[x0 - 3]) if x0 >= 3 else np.int64(0)
-        for x in range(x0, x1):
-            a = acc[x] + c1 * w1 + c2 * w2 + c3 * w3
-            z = np.int64(res[x])
-            m = ((np.int64(a) << left) >> 63) & on
-            v = min(max(a >> shift, lo), hi) + ((((z >> 1) ^ -(z & 1)) ^ m) - m)
-            n_bad += v < lo or v > hi
-            cur[x] = v
-            w3 = w2
-            w2 = w1
-            w1 = v
+        n_bad += _west_chain(acc, res, cur, x0, x1, c1, c2, c3, shift, lo, hi, left, _plain)
     return n_bad + _decode_border(res, k, p, y, x1, n_cols, has_prev, lo, hi)
+
+
+@jit
+def _west_chain(acc, res, cur, x0, x1, c1, c2, c3, shift, lo, hi, left, residual):
+    """Decode ``x0 <= x < x1`` of row ``cur`` (west taps -1..-3 only, values in registers);
+    ``residual``: :func:`_plain` or :func:`_oriented`. Returns the number out of range."""
+    n_bad = 0
+    w1 = np.int64(cur[x0 - 1]) if x0 >= 1 else np.int64(0)
+    w2 = np.int64(cur[x0 - 2]) if x0 >= 2 else np.int64(0)
+    w3 = np.int64(cur[x0 - 3]) if x0 >= 3 else np.int64(0)
+    for x in range(x0, x1):
+        a = acc[x] + c1 * w1 + c2 * w2 + c3 * w3
+        v = min(max(a >> shift, lo), hi) + residual(np.int64(res[x]), a, left)
+        n_bad += v < lo or v > hi
+        cur[x] = v
+        w3 = w2
+        w2 = w1
+        w1 = v
+    return n_bad
 
 
 @jit
@@ -290,6 +315,21 @@ def _decode_row_pair(ra, rb, k, pa, ya, pb, yb, taps, coefs, shift, sel, lo, hi,
     _row_sum(accb[x0:x1], k, pb, yb, x0, taps, coefs, sel, rnd)
     cura = k[pa, ya]
     curb = k[pb, yb]
+    if on:
+        n_bad += _west_chain_pair(acca, accb, ra, rb, cura, curb, x0, x1, c1, c2, c3, shift, lo,
+                                  hi, left, _oriented)
+    else:
+        n_bad += _west_chain_pair(acca, accb, ra, rb, cura, curb, x0, x1, c1, c2, c3, shift, lo,
+                                  hi, left, _plain)
+    n_bad += _decode_border(ra, k, pa, ya, x1, n_cols, True, lo, hi)
+    return n_bad + _decode_border(rb, k, pb, yb, x1, n_cols, True, lo, hi)
+
+
+@jit
+def _west_chain_pair(acca, accb, ra, rb, cura, curb, x0, x1, c1, c2, c3, shift, lo, hi, left,
+                     residual):
+    """:func:`_west_chain` of two independent rows, their chains alternating in one loop."""
+    n_bad = 0
     wa1 = np.int64(cura[x0 - 1]) if x0 >= 1 else np.int64(0)
     wa2 = np.int64(cura[x0 - 2]) if x0 >= 2 else np.int64(0)
     wa3 = np.int64(cura[x0 - 3]) if x0 >= 3 else np.int64(0)
@@ -299,12 +339,8 @@ def _decode_row_pair(ra, rb, k, pa, ya, pb, yb, taps, coefs, shift, sel, lo, hi,
     for x in range(x0, x1):
         a = acca[x] + c1 * wa1 + c2 * wa2 + c3 * wa3
         b = accb[x] + c1 * wb1 + c2 * wb2 + c3 * wb3
-        za = np.int64(ra[x])
-        zb = np.int64(rb[x])
-        ma = ((np.int64(a) << left) >> 63) & on
-        mb = ((np.int64(b) << left) >> 63) & on
-        va = min(max(a >> shift, lo), hi) + ((((za >> 1) ^ -(za & 1)) ^ ma) - ma)
-        vb = min(max(b >> shift, lo), hi) + ((((zb >> 1) ^ -(zb & 1)) ^ mb) - mb)
+        va = min(max(a >> shift, lo), hi) + residual(np.int64(ra[x]), a, left)
+        vb = min(max(b >> shift, lo), hi) + residual(np.int64(rb[x]), b, left)
         n_bad += (va < lo or va > hi) + (vb < lo or vb > hi)
         cura[x] = va
         curb[x] = vb
@@ -314,8 +350,7 @@ def _decode_row_pair(ra, rb, k, pa, ya, pb, yb, taps, coefs, shift, sel, lo, hi,
         wb3 = wb2
         wb2 = wb1
         wb1 = vb
-    n_bad += _decode_border(ra, k, pa, ya, x1, n_cols, True, lo, hi)
-    return n_bad + _decode_border(rb, k, pb, yb, x1, n_cols, True, lo, hi)
+    return n_bad
 
 
 @jit
