@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/inr.py [--device cpu|cuda] [--steps N] [--ratios 100 500 2000]
                              [--data ../shared/data] [--out docs/inr.md] [--full]
-                             [--only light-sheet brain] [--no-peers]
+                             [--only light-sheet brain] [--no-peers] [--seed 0]
 
 Quick check while iterating: ``--ratios 500 --only synthetic --no-peers``.
 
@@ -193,6 +193,8 @@ def main(argv=None) -> None:
     ap.add_argument("--only", nargs="+", default=None,
                     help="datasets whose name contains one of these words")
     ap.add_argument("--no-peers", action="store_true", help="INR only (faster)")
+    ap.add_argument("--seed", type=int, default=0, help="compress_inr seed (judge changes "
+                    "over several: run-to-run spread ±0.5 dB)")
     args = ap.parse_args(argv)
     try:
         import torch
@@ -216,7 +218,7 @@ def main(argv=None) -> None:
                 path = os.path.join(tmp, "x.zarr")
                 try:
                     compress_inr(a, path, camera=cam, target_ratio=r, steps=args.steps,
-                                 device=args.device)
+                                 device=args.device, seed=args.seed)
                 except Exception as exc:  # noqa: BLE001 - unreachable ratio etc.: report, go on
                     print(f"  target {r:g}: {type(exc).__name__}: {exc}")
                     continue
@@ -243,7 +245,8 @@ def main(argv=None) -> None:
     lines += [f"| {n} | {r:g} | {t:.0f} | {d:.4f} |" for n, r, t, d in speed]
     import torch
 
-    lines += ["", (f"device {args.device}, steps {args.steps}, torch {torch.__version__}, "
+    lines += ["", (f"device {args.device}, steps {args.steps}, seed {args.seed}, "
+                   f"torch {torch.__version__}, "
                    f"{os.cpu_count()} CPUs, total {time.perf_counter() - t_all:.0f} s")]
     table = "\n".join(lines)
     print(table)

@@ -312,8 +312,9 @@ def test_rate_control_meets_target(tmp_path, monkeypatch):
 
     monkeypatch.setattr(C, "_bpw", lambda bits: 2.0)  # too optimistic: the width overshoots
     s = light_sheet((8, 64, 64), seed=2)
+    # allocate=False: one width from the (wrong) estimate; per-tile widths measure the bytes
     path = compress_inr(s.data, tmp_path / "r.zarr", target_ratio=40, tile=(8, 32, 32),
-                        **FAST)
+                        allocate=False, **FAST)
     info = inr_info(path)
     assert info["meta"]["training"]["step_shift"] > 0
     # the coarser grid was retrained (QAT), not just rounded onto
@@ -321,6 +322,23 @@ def test_rate_control_meets_target(tmp_path, monkeypatch):
     total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
     assert info["stored_bytes"] == total
     assert s.data.nbytes / total >= 40
+
+
+def test_measured_allocation_corrects_the_estimate(tmp_path, monkeypatch):
+    """Per-tile widths are sized with the pilot's coded bytes, not the bpw estimate: a far too
+    optimistic estimate still gives a store that meets the target with little or no shift."""
+    from bigcomp.inr import compress as C
+
+    s = light_sheet((8, 64, 64), seed=2)
+    kw = {"target_ratio": 40, "tile": (8, 32, 32), **FAST}
+    monkeypatch.setattr(C, "_bpw", lambda bits: 2.0)
+    info = inr_info(compress_inr(s.data, tmp_path / "m.zarr", **kw))
+    assert info["meta"]["format_version"] == 3
+    assert info["ratio"] >= 40
+    assert info["meta"]["training"].get("step_shift", 0) <= 2
+    monkeypatch.setattr(C, "ALLOC_MEASURED", False)
+    old = inr_info(compress_inr(s.data, tmp_path / "o.zarr", **kw))
+    assert old["meta"]["training"]["step_shift"] > info["meta"]["training"].get("step_shift", 0)
 
 
 def test_auto_tile_for_target_ratio():
@@ -403,3 +421,37 @@ def test_per_tile_widths_store(stack, tmp_path, monkeypatch, init, ratio):
     plain = compress_inr(data, tmp_path / "u.zarr", allocate=False, **kw)
     assert inr_info(plain)["meta"]["format_version"] == 2
     assert "widths" not in inr_info(plain)["parts"]
+
+
+def test_padded_group_keeps_padding_zero():
+    """Tiles of different widths train as one batch: the padding units of a narrower tile
+    keep zero weights (masked gradients), so its network is exactly its own width's."""
+    from bigcomp.inr import compress as C
+    from bigcomp.inr.tiling import coordinates
+    from bigcomp.inr.train import TileSet, fit_tiles
+
+    shared = C.seeded_init(3, 12, 3, 0)
+    wts = np.array([7, 12, 9])
+    groups = list(C._padded_groups(shared, None, wts, 3, 12, 3, "seeded", 0, 8, "cpu"))
+    assert len(groups) == 1
+    rows, start, origin, masks, wide = groups[0]
+    assert wide == 12
+    assert list(rows) == [1, 2, 0]
+    mshape = (4, 8, 8)
+    n = math.prod(mshape)
+    rng = np.random.default_rng(0)
+    ts = TileSet(torch.from_numpy(rng.normal(size=(3, n)).astype(np.float32)),
+                 torch.tensor([mshape] * 3), torch.from_numpy(rng.integers(0, n, (3, 64))),
+                 [torch.from_numpy(c) for c in coordinates(mshape)], (64, 8, 1))
+    gen = torch.Generator()
+    gen.manual_seed(0)
+    params, codes = fit_tiles(ts, start, origin, steps=20, batch=64, lr=1e-2, w0=30.0,
+                              bits=6, qat=0.2, gen=gen, masks=masks)
+    flat = C._flat(params)
+    for j, r in enumerate(rows):
+        w = int(wts[r])
+        pad = B.widen(np.ones(B.nparams(3, w, 3), np.float32), 3, w, 12, 3) == 0
+        assert not flat[j][pad].any()  # padding untouched
+        assert (B.narrow(flat[j], 3, 12, w, 3) != C.seeded_init(3, w, 3, 0)).any()  # trained
+    assert codes.shape == (3, 8)
+

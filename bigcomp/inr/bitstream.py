@@ -30,7 +30,8 @@ the same depth). A pack then holds the codes ``(k, L)`` and the concatenation of
 level vectors (:func:`encode_pack_var`; row length = ``P`` of the store's largest width, which
 only shapes the coder's contexts). A tile's origin is the leading ``w_i`` units of the
 width-``W`` origin (:func:`narrow`) when the origin is stored, or the seeded initialisation of
-width ``w_i`` when it is regenerated.
+width ``w_i`` when it is regenerated. :func:`widen` is the inverse of :func:`narrow` (the
+encoder trains tiles of different widths as one batch, each zero-padded to the widest).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from ..kernels._coders import decode_max, encode_max
 
 __all__ = ["FIRST_EXTRA_BITS", "decode_pack", "decode_pack_var", "dequantise", "encode_pack",
            "encode_pack_var", "extra_bits", "layer_shapes", "level_limits", "narrow",
-           "nparams", "quantise", "step_codes"]
+           "nparams", "quantise", "step_codes", "widen"]
 
 CODE_BIAS = 192
 
@@ -189,6 +190,28 @@ def narrow(flat: np.ndarray, dims: int, width: int, new_width: int, depth: int) 
             t = t[:new_width]
         elif k < len(shapes) - 2:  # biases (W,) and hidden weights (W, W)
             t = t[(slice(0, new_width),) * t.ndim]
+        out.append(t.ravel())
+    return np.concatenate(out)
+
+
+def widen(flat: np.ndarray, dims: int, width: int, new_width: int, depth: int) -> np.ndarray:
+    """Inverse of :func:`narrow`: a width-``width`` network as the first units of a
+    ``new_width`` one whose other weights are zero (so the two compute the same function).
+
+    Examples
+    --------
+    >>> f = np.arange(nparams(2, 2, 3), dtype=np.float32)
+    >>> bool((narrow(widen(f, 2, 2, 5, 3), 2, 5, 2, 3) == f).all())
+    True
+    """
+    out = []
+    o = 0
+    for shape, big in zip(layer_shapes(dims, width, depth),
+                          layer_shapes(dims, new_width, depth), strict=True):
+        n = math.prod(shape)
+        t = np.zeros(big, np.asarray(flat).dtype)
+        t[tuple(slice(0, m) for m in shape)] = np.asarray(flat[o:o + n]).reshape(shape)
+        o += n
         out.append(t.ravel())
     return np.concatenate(out)
 

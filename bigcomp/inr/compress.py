@@ -19,8 +19,10 @@ Choosing the network width:
   misses). The achieved ratio is what :func:`bigcomp.inr.inr_info`
   measures.
 - per-tile widths (``allocate=True`` with ``target_ratio``, ≥ 2 modelled tiles): a pilot fit
-  (``ALLOC_PILOT`` of the steps) measures each tile's error; the bytes the uniform width would
-  spend are shared ∝ error^``ALLOC_GAMMA`` (:func:`_allocate`); store format 3.
+  (``ALLOC_PILOT`` of the steps) measures each tile's error and, coding its quantised
+  residuals, how far the bpw estimate is off (``ALLOC_MEASURED``); the whole budget, in those
+  measured bytes, is shared ∝ error^``ALLOC_GAMMA`` (:func:`_allocate`); store format 3.
+  Tiles of different widths train as one batch, zero-padded (:func:`_padded_groups`).
 - ``target_psnr=T`` (dB, against the input, range = max − min): a pilot fit on up to
   ``PILOT_TILES`` modelled tiles, bisecting the width ladder ``WIDTHS``, picks the narrowest
   width whose quantised pilot PSNR reaches ``T`` (the widest if none does).
@@ -33,6 +35,7 @@ bytes, deeper and narrower networks fit these tiles better (+0.3–2.7 dB at 500
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import time
@@ -66,6 +69,8 @@ ALLOC_RANGE = (1 / 3, 2.0)  # per-tile widths within these multiples of the unif
 ALLOC_STORED_MAX = 1.25  # ... at most this multiple with a stored (Reptile) origin
 SMALL_TILE = 64  # y/x tile length tried by _auto_tile (None: always the default tile)
 SMALL_MIN_WIDTH = 14  # ... if its networks can be this wide at depth DEEP − 1, all modelled
+ALLOC_MEASURED = True  # allocate the whole budget with the pilot's measured bytes per weight
+#                       (False: the uniform width's estimated bytes, rows 7–8 of docs/inr.md)
 RETRAIN = 0.1  # after rate control coarsened the steps: QAT on the new grid, this share of steps
 #                (0.25 was not better, docs/inr.md row 8)
 
@@ -210,17 +215,51 @@ def _origin(shared_flat: np.ndarray, dims: int, width: int, w: int, depth: int, 
     return seeded_init(dims, w, depth, seed)
 
 
+def _padded_groups(shared_flat, resid, wts, dims, width, depth, init, seed, group, device):
+    """Training groups of up to ``group`` tiles (widest first), each padded to its widest.
+
+    Yields ``(rows, start, origin, masks, wide)``: torch tensors ``(G, ...)`` of the tiles'
+    start weights (origin, plus ``resid`` when given) and origins as width-``wide`` networks
+    (:func:`bitstream.widen`: the extra units have zero weights, so the function is the
+    tile's own), and 0/1 gradient masks that keep the padding at zero (``None`` when all
+    widths are equal). One batched fit instead of one per width.
+    """
+    torch = require_torch()
+    order = np.argsort(-np.asarray(wts), kind="stable")
+    for g0 in range(0, len(order), group):
+        rr = order[g0:g0 + group]
+        wide = int(wts[rr].max())
+        org, cur, msk = [], [], []
+        for r in rr:
+            w = int(wts[r])
+            o = _origin(shared_flat, dims, width, w, depth, init, seed)
+            org.append(B.widen(o, dims, w, wide, depth))
+            cur.append(org[-1] if resid is None else
+                       B.widen(o + np.asarray(resid[r], np.float32), dims, w, wide, depth))
+            msk.append(B.widen(np.ones(o.size, np.float32), dims, w, wide, depth))
+        shapes = B.layer_shapes(dims, wide, depth)
+        bounds = np.cumsum([0] + [math.prod(t) for t in shapes])
+
+        def stacked(a, shapes=shapes, bounds=bounds):
+            a = np.stack(a).astype(np.float32)
+            return [torch.from_numpy(np.ascontiguousarray(a[:, b0:b1].reshape(len(a), *t)))
+                    .to(device) for b0, b1, t in zip(bounds[:-1], bounds[1:], shapes,
+                                                    strict=True)]
+
+        same = bool((wts[rr] == wide).all())
+        yield rr, stacked(cur), stacked(org), None if same else stacked(msk), wide
+
+
 def _train(data, grid, model_idx, feats, *, width, depth, w0, steps, batch, lr, bits, qat,
            device, seed, group, init, progress=None, widths=None):
     """Origin network + all tiles; returns (origin flat, residuals, codes (n, L)).
 
     ``init="reptile"``: the origin is pretrained with Reptile (and stored as float16);
     ``"seeded"``: it is :func:`seeded_init` of ``seed`` (not stored). ``widths`` (one per
-    modelled tile, ≤ ``width``): each tile gets a network of its own width, trained in groups
-    of equal width from its origin (:func:`_origin`); residuals are then a list of 1-D arrays,
-    else a float array ``(n, P)``.
+    modelled tile, ≤ ``width``): each tile gets a network of its own width, trained from its
+    origin (:func:`_origin`) in zero-padded mixed-width groups (:func:`_padded_groups`);
+    residuals are then a list of 1-D arrays, else a float array ``(n, P)``.
     """
-    from .model import split
     from .train import fit_tiles, pretrain_shared
 
     torch = require_torch()
@@ -245,24 +284,20 @@ def _train(data, grid, model_idx, feats, *, width, depth, w0, steps, batch, lr, 
     resid: list = [None] * n
     codes = np.zeros((n, 2 * depth + 2), np.uint8)
     done = 0
-    for w in sorted(set(wts.tolist()), reverse=True):
-        rows = np.flatnonzero(wts == w)
-        origin = _origin(shared_flat, dims, width, w, depth, init, seed)
-        sh = [torch.from_numpy(np.ascontiguousarray(t)).unsqueeze(0).to(device)
-              for t in split(origin, B.layer_shapes(dims, w, depth))]
-        for g0 in range(0, len(rows), group):
-            rr = rows[g0:g0 + group]
-            ts = _tileset(data, grid, [model_idx[r] for r in rr], feats, device, rng)
-            start = [t.expand(len(rr), *t.shape[1:]).contiguous() for t in sh]
-            params, c = fit_tiles(ts, start, sh, steps=steps, batch=batch, lr=lr, w0=w0,
-                                  bits=bits, qat=qat, gen=gen, bf16=bf16)
-            r_ = _flat(params) - origin[None]
-            for j, r in enumerate(rr):
-                resid[r] = r_[j]
-            codes[rr] = c
-            done += len(rr)
-            if progress:
-                progress(done, n)
+    for rr, start, sh, masks, wide in _padded_groups(shared_flat, None, wts, dims, width,
+                                                    depth, init, seed, group, device):
+        ts = _tileset(data, grid, [model_idx[r] for r in rr], feats, device, rng)
+        params, c = fit_tiles(ts, start, sh, steps=steps, batch=batch, lr=lr, w0=w0,
+                              bits=bits, qat=qat, gen=gen, bf16=bf16, masks=masks)
+        flat = _flat(params)
+        for j, r in enumerate(rr):
+            w = int(wts[r])
+            resid[r] = (B.narrow(flat[j], dims, wide, w, depth)
+                        - _origin(shared_flat, dims, width, w, depth, init, seed))
+        codes[rr] = c
+        done += len(rr)
+        if progress:
+            progress(done, n)
     if widths is None:
         resid = np.stack(resid) if n else np.zeros((0, shared_flat.size), np.float32)
     return shared_flat, resid, codes
@@ -288,35 +323,28 @@ def _finetune(data, grid, model_idx, feats, shared_flat, resid, codes, *, width,
     n = len(model_idx)
     wts = np.full(n, width, np.int64) if widths is None else np.asarray(widths, np.int64)
     out = [None] * n
-    for w in sorted(set(wts.tolist()), reverse=True):
-        rows = np.flatnonzero(wts == w)
-        origin = _origin(shared_flat, dims, width, w, depth, init, seed)
-        shapes = B.layer_shapes(dims, w, depth)
-        bounds = np.cumsum([0] + [math.prod(t) for t in shapes])
-        sh = [torch.from_numpy(np.ascontiguousarray(origin[a:b].reshape(t))).unsqueeze(0)
-              .to(device) for a, b, t in zip(bounds[:-1], bounds[1:], shapes, strict=True)]
-        for g0 in range(0, len(rows), group):
-            rr = rows[g0:g0 + group]
-            ts = _tileset(data, grid, [model_idx[r] for r in rr], feats, device, rng)
-            cur = origin[None] + np.stack([np.asarray(resid[r], np.float32) for r in rr])
-            start = [torch.from_numpy(np.ascontiguousarray(cur[:, a:b].reshape(len(rr), *t)))
-                     .to(device) for a, b, t in zip(bounds[:-1], bounds[1:], shapes,
-                                                    strict=True)]
-            params, _ = fit_tiles(ts, start, sh, steps=steps, batch=batch, lr=lr, w0=w0,
-                                  bits=bits, qat=1.0, gen=gen, bf16=bf16, codes=codes[rr],
-                                  t0=1.0 - QAT)
-            r_ = _flat(params) - origin[None]
-            for j, r in enumerate(rr):
-                out[r] = r_[j]
+    for rr, start, sh, masks, wide in _padded_groups(shared_flat, resid, wts, dims, width,
+                                                    depth, init, seed, group, device):
+        ts = _tileset(data, grid, [model_idx[r] for r in rr], feats, device, rng)
+        params, _ = fit_tiles(ts, start, sh, steps=steps, batch=batch, lr=lr, w0=w0,
+                              bits=bits, qat=1.0, gen=gen, bf16=bf16, codes=codes[rr],
+                              t0=1.0 - QAT, masks=masks)
+        flat = _flat(params)
+        for j, r in enumerate(rr):
+            w = int(wts[r])
+            out[r] = (B.narrow(flat[j], dims, wide, w, depth)
+                      - _origin(shared_flat, dims, width, w, depth, init, seed))
     return np.stack(out) if widths is None else out
 
 
 def _pilot_errors(data, grid, model_idx, feats, *, width, depth, w0, steps, batch, lr,
-                  device, seed, group, points: int = 8192) -> np.ndarray:
-    """Per-tile MSE (in the data's units) of a short unquantised fit at ``width``.
+                  device, seed, group, points: int = 8192):
+    """Per-tile MSE (in the data's units) of a short unquantised fit at ``width``, and the
+    fit's residuals ``(n, P)`` from the seeded origin.
 
-    Measured on ``points`` uniformly drawn voxels of each tile's valid box: the difficulty
-    estimate behind the per-tile widths (:func:`_allocate`).
+    The MSE is measured on ``points`` uniformly drawn voxels of each tile's valid box: the
+    difficulty estimate behind the per-tile widths (:func:`_allocate`); the residuals give
+    the measured bytes per weight (:func:`_coded_bytes`).
     """
     from .model import forward, split
     from .train import fit_tiles
@@ -331,6 +359,7 @@ def _pilot_errors(data, grid, model_idx, feats, *, width, depth, w0, steps, batc
     sh = [torch.from_numpy(np.ascontiguousarray(t)).unsqueeze(0).to(device)
           for t in split(origin, B.layer_shapes(dims, width, depth))]
     out = np.zeros(len(model_idx))
+    resid = np.zeros((len(model_idx), origin.size), np.float32)
     coords = coordinates(grid.model_shape)
     for g0 in range(0, len(model_idx), group):
         idxs = model_idx[g0:g0 + group]
@@ -338,6 +367,7 @@ def _pilot_errors(data, grid, model_idx, feats, *, width, depth, w0, steps, batc
         start = [t.expand(len(idxs), *t.shape[1:]).contiguous() for t in sh]
         params, _ = fit_tiles(ts, start, sh, steps=steps, batch=batch, lr=lr, w0=w0, bits=8,
                               qat=0.0, gen=gen, final_codes=False)
+        resid[g0:g0 + len(idxs)] = _flat(params) - origin[None]
         flat = np.zeros((len(idxs), points), np.int64)
         xs = np.zeros((len(idxs), points, dims), np.float32)
         for r, i in enumerate(idxs):
@@ -353,7 +383,19 @@ def _pilot_errors(data, grid, model_idx, feats, *, width, depth, w0, steps, batc
             if inv is not None:
                 a, b = inv(a), inv(b)
             out[g0 + r] = float(np.mean((a - b) ** 2))
-    return out
+    return out, resid
+
+
+def _coded_bytes(resid: np.ndarray, dims: int, width: int, depth: int, bits: int,
+                 pack_tiles: int) -> int:
+    """Pack bytes of residuals ``(n, P)`` quantised with their own range-based step codes."""
+    shapes = B.layer_shapes(dims, width, depth)
+    b = np.cumsum([0] + [math.prod(t) for t in shapes])
+    codes = B.step_codes(np.stack([np.abs(resid[:, a:c]).max(axis=1)
+                                   for a, c in itertools.pairwise(b)], axis=1), bits)
+    q = B.quantise(resid, codes, shapes, bits)
+    return sum(len(B.encode_pack(q[k:k + pack_tiles], codes[k:k + pack_tiles]))
+               for k in range(0, len(resid), pack_tiles))
 
 
 def _tile_bytes(dims: int, w: int, depth: int, bits: int) -> float:
@@ -699,18 +741,28 @@ def compress_inr(data: Any, dest: str | os.PathLike, *, camera: CameraModel | No
         # a stored (float16) origin has the largest width: widen less (its bytes grow)
         hi_w = max(lo_w, math.ceil(width * (ALLOC_RANGE[1] if init_used != "reptile"
                                             else ALLOC_STORED_MAX)))
-        err = _pilot_errors(data, grid, model_idx, feats, width=width, depth=depth, w0=w0,
-                            steps=max(1, round(steps * ALLOC_PILOT)), batch=batch, lr=lr,
-                            device=dev, seed=seed, group=group)
-        # the bytes the uniform width would spend (so its slack below the budget is kept:
-        # filling the budget exactly made rate control coarsen all steps), less the widths;
-        # with a stored origin (its size follows the largest width) iterate on that width
+        err, presid = _pilot_errors(data, grid, model_idx, feats, width=width, depth=depth,
+                                    w0=w0, steps=max(1, round(steps * ALLOC_PILOT)),
+                                    batch=batch, lr=lr, device=dev, seed=seed, group=group)
+        # the whole budget less the widths part, in the estimate's bytes scaled by the
+        # measured / estimated bytes of the pilot's residuals, quantised and coded (the
+        # estimate, _bpw, is optimistic by ≈ 8 % at depth 3, width 16: docs/inr.md row 9)
+        npk = -(-n_model // pack_tiles)
+        tables = 120 * npk  # coder tables, part of _fixed_bytes and of the measured packs
+        scale = 1.0
+        if ALLOC_MEASURED:
+            scale = _coded_bytes(presid, dims, width, depth, bits, pack_tiles) / (
+                n_model * _tile_bytes(dims, width, depth, bits) + tables)
         top = hi_w
         for _ in range(1 + 3 * (init_used == "reptile")):
-            avail = min(n_model * _tile_bytes(dims, width, depth, bits),
-                        raw / float(target_ratio) - _fixed_bytes(
-                            ntiles, n_model, B.nparams(dims, top, depth), pack_tiles,
-                            init_used == "reptile")) - 2 * n_model
+            rest = raw / float(target_ratio) - _fixed_bytes(
+                ntiles, n_model, B.nparams(dims, top, depth), pack_tiles,
+                init_used == "reptile")
+            if ALLOC_MEASURED:  # the whole budget, in estimated bytes
+                avail = (rest - 2 * n_model + tables) / scale - tables
+            else:  # the uniform width's bytes (rows 7–8)
+                avail = min(n_model * _tile_bytes(dims, width, depth, bits), rest) - 2 * n_model
+            # with a stored origin (its size follows the largest width) iterate on that width
             widths = _allocate(err, avail, dims, depth, bits, min(lo_w, top), top)
             top = int(widths.max())
         if (widths == width).all():

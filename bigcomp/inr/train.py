@@ -104,13 +104,16 @@ def _fake_quant(params, shared, steps, qmax):
 
 def fit_tiles(data: TileSet, params: list, shared: list, *, steps: int, batch: int, lr: float,
               w0: float, bits: int, qat: float, gen, bf16: bool = False,
-              final_codes: bool = True, codes=None, t0: float = 0.0):
+              final_codes: bool = True, codes=None, t0: float = 0.0, masks=None):
     """Train ``params`` (list of ``(G, ...)`` tensors) on ``data``.
 
     Returns the trained float parameters (detached) and, with ``final_codes``, the step codes
     ``(G, L)`` used by quantisation-aware training (``None`` otherwise). ``codes`` (``(G, L)``)
     fixes the step codes and makes every step quantisation-aware (the short retraining after
     rate control coarsened the steps); ``t0`` starts the cosine schedule at that fraction.
+    ``masks`` (0/1 tensors like ``params``) zero the gradients of padding units (tiles of
+    different widths trained as one batch, ``compress._padded_groups``), which therefore
+    stay at their start value.
     """
     torch = require_torch()
     params = [p.detach().clone().requires_grad_(True) for p in params]
@@ -137,6 +140,9 @@ def fit_tiles(data: TileSet, params: list, shared: list, *, steps: int, batch: i
         loss = (pred - target).square().mean(dim=1).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if masks is not None:
+            for p, m in zip(params, masks, strict=True):
+                p.grad.mul_(m)
         opt.step()
     out = [p.detach() for p in params]
     if final_codes and codes is None:
