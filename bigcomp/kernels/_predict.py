@@ -86,7 +86,8 @@ def _flip_mask(shift, orient):
 
 @numba.njit(nogil=True, inline="always")
 def _plain(z, a, left):
-    """Residual of zig-zag code ``z``."""
+    """Residual of zig-zag code ``z`` (``a`` and ``left`` unused: :func:`_oriented`'s
+    signature, so that either can be passed to the chain loops)."""
     return (z >> 1) ^ -(z & 1)
 
 
