@@ -68,13 +68,22 @@ def validate_parameters(q: float, camera: CameraModel | None, order: str, coder:
         raise ParameterError(f"coder must be one of {CODERS}, got {coder!r}")
 
 
+def oriented_residuals(coder: str, order: str = "qp") -> bool:
+    """Whether a chunk of ``coder`` and ``order`` codes oriented residuals (format version 3;
+    the CPU and GPU encoders both ask here): ``max`` and ``rice`` in the ``qp`` order (1-9 %
+    smaller); ``fast`` keeps plain ones (its bit widths barely gain, and the sign flip
+    lengthens its decoder's west-neighbour chain: a third slower)."""
+    return order == "qp" and coder != "fast"
+
+
 def predictor_for(k: np.ndarray, nz: int, lo: int, hi: int, coder: str) -> tuple[Taps, Taps]:
     """The predictor pair a chunk coded with ``coder`` gets (the GPU encoder calls this too,
     so both write the same bytes): ``fast`` only the fixed predictors (cheap); ``max`` and
     ``rice`` also the least-squares fits and their reweighted refit, scored on oriented
     residuals (which they code)."""
     fitted = coder != "fast"
-    return choose_predictor(k, nz, lo, hi, fit=fitted, reweight=fitted, orient=fitted)
+    return choose_predictor(k, nz, lo, hi, fit=fitted, reweight=fitted,
+                            orient=oriented_residuals(coder))
 
 
 def _check_data(a: np.ndarray, q: float, order: str) -> None:
@@ -180,10 +189,8 @@ def encode_chunk(
         lo, hi = -_FLOAT_K_LIMIT, _FLOAT_K_LIMIT
     k = k.reshape(shape3)
 
-    # predict and code; max and rice code oriented residuals (format version 3: 1-9 % smaller);
-    # fast keeps plain ones (its bit widths barely gain, and the sign flip lengthens its
-    # decoder's west-neighbour chain: -20 % decode speed)
-    orient = order == "qp" and coder != "fast"
+    # predict and code
+    orient = oriented_residuals(coder, order)
     if a.size == 0:
         intra, inter = _NO_TAPS, _NO_TAPS
         symbols = np.empty(0, np.uint32)

@@ -161,7 +161,14 @@ def encode_chunk_gpu(
     -------
     bytes
     """
-    from .chunk import _NO_TAPS, _as_3d, encode_chunk, predictor_for, validate_parameters
+    from .chunk import (
+        _NO_TAPS,
+        _as_3d,
+        encode_chunk,
+        oriented_residuals,
+        predictor_for,
+        validate_parameters,
+    )
     from .format import ChunkHeader, pack_chunk
     from .kernels import _cuda_common as C
     from .kernels import _cuda_fast, _cuda_lookup, _cuda_max, _cuda_predict, _cuda_rice
@@ -224,7 +231,7 @@ def encode_chunk_gpu(
 
     # predict (choice on the host from a sample, residuals on the device)
     intra, inter = predictor_for(_sample_for_predictor(k, shape3, nz), nz, lo, hi, coder)
-    orient = coder != "fast"  # as the CPU encoder (chunk.encode_chunk)
+    orient = oriented_residuals(coder)
     taps, coefs, info, _ = _cuda_predict.predictor_info(intra.as_arrays(), inter.as_arrays(),
                                                         orient=orient)
     symbols = C.empty(n, np.uint32)

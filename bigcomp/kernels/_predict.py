@@ -70,13 +70,6 @@ def _rounding(coefs, shift):
 
 
 @jit
-def _orientation(coefs, shift, orient):
-    """Mask of the sum's bit that flips the residual's sign (0: never flipped)."""
-    on = orient and shift > 0
-    return coefs.dtype.type((1 << (shift - 1)) if on else 0)
-
-
-@jit
 def _flip_mask(shift, orient):
     """``(left, on)``: ``((sum << left) >> 63) & on`` is -1 where the residual's sign flips
     (the bit ``shift - 1`` of the int64 sum, broadcast), else 0: branch-free."""
@@ -193,7 +186,7 @@ def encode_rows(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi,
         coefs = inter_c if has_prev else intra_c
         shift = inter_s if has_prev else intra_s
         rnd = _rounding(coefs, shift)
-        flip = _orientation(coefs, shift, orient)
+        left, on = _flip_mask(shift, orient)
         dymin, dymax, x0, x1 = _window(taps, n_cols)
         row = (g - r0) * n_cols
         inner = y + dymin >= 0 and y + dymax < n_rows and x1 > x0
@@ -206,8 +199,8 @@ def encode_rows(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi,
             outv = out[row + x0 : row + x1]
             for i in range(n):
                 a = accv[i]
-                r = np.int64(kv[i]) - min(max(a >> shift, lo), hi)
-                r = -r if a & flip else r  # a select, not a branch
+                m = ((np.int64(a) << left) >> 63) & on  # -1: flip the sign
+                r = ((np.int64(kv[i]) - min(max(a >> shift, lo), hi)) ^ m) - m
                 outv[i] = np.uint32((r << 1) ^ (r >> 63))
         # border pixels (all of them in rows the taps do not fit)
         xa = x0 if inner else n_cols
