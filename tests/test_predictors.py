@@ -44,6 +44,25 @@ def test_refit_only_from_the_size_threshold(monkeypatch):
     assert [t.offsets for t in refit] == [t.offsets for t in plain]
 
 
+def test_refit_by_the_pixels_each_predictor_serves(monkeypatch):
+    """The threshold counts the pixels of the planes a predictor predicts: seven planes of eight
+    are inter planes, and all eight are intra planes of single-plane stacks (nz = 1)."""
+    k = _heavy_tailed_stack(1)
+    plane = k.shape[1] * k.shape[2]
+    stack = P.choose_predictor(k, k.shape[0], 0, 1000)
+    planes = P.choose_predictor(k, 1, 0, 1000)
+    monkeypatch.setattr(P, "REWEIGHT_MIN_SIZE", 7 * plane)
+    inter = P.choose_predictor(k, k.shape[0], 0, 1000)[1]
+    assert inter != stack[1]
+    assert inter.offsets == stack[1].offsets
+    intra = P.choose_predictor(k, 1, 0, 1000)[0]
+    assert intra != planes[0]
+    assert intra.offsets == planes[0].offsets
+    monkeypatch.setattr(P, "REWEIGHT_MIN_SIZE", 7 * plane + 1)
+    assert P.choose_predictor(k, k.shape[0], 0, 1000)[1] == stack[1]
+    assert P.choose_predictor(k, 1, 0, 1000)[0] != planes[0]
+
+
 def test_no_refit_without_exact_sums():
     # float32 data quantise to integers up to 2**29: sums are not exact, plain fit only
     rng = np.random.default_rng(2)

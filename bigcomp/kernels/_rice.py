@@ -33,8 +33,8 @@ part decodes with one count-trailing-zeros per symbol.
 
 Encoder choices (not needed to decode): ``S`` is a whole number of rows of about 4096 symbols
 (4096 when rows are longer than 65536 symbols), so prediction and coding can be fused per group
-of rows; each block takes the cheapest of three Rice parameters near ``log2`` of its mean and
-the fixed width.
+of rows; each block takes the Rice parameter estimated cheapest from its sum (one of three near
+``log2`` of its mean), or the fixed width where that is smaller.
 """
 
 from __future__ import annotations
@@ -96,63 +96,44 @@ def build(compile, ctz, _bitlen):
         return bits
 
     @compile
-    def _sums(blk, k0):
-        """Sums of ``v >> k0``, ``v >> k0 + 1``, ``v >> k0 + 2`` over ``blk``."""
-        s0 = np.int64(0)
-        s1 = np.int64(0)
-        s2 = np.int64(0)
-        for j in range(blk.size):
-            v = np.int64(blk[j])
-            s0 += v >> k0
-            s1 += v >> (k0 + 1)
-            s2 += v >> (k0 + 2)
-        return s0, s1, s2
-
-    @compile
-    def _sums32(blk, k0):
-        """:func:`_sums` in uint32 lanes (twice the SIMD width): exact for ``blk.size <= 64`` and
-        symbols ``< 2**25``."""
-        s0 = np.uint32(0)
-        s1 = np.uint32(0)
-        s2 = np.uint32(0)
-        a = np.uint32(k0)
-        b = np.uint32(k0 + 1)
-        c = np.uint32(k0 + 2)
-        for j in range(blk.size):
-            v = blk[j]
-            s0 = np.uint32(s0 + (v >> a))
-            s1 = np.uint32(s1 + (v >> b))
-            s2 = np.uint32(s2 + (v >> c))
-        return np.int64(s0), np.int64(s1), np.int64(s2)
-
-    @compile
     def _choose(blk):
         """Header ``h`` (Rice parameter, or FIXED) and fixed width of block ``blk`` (a 0-based
-        view of at most 64 symbols, so numba vectorises the sums)."""
+        view of at most 64 symbols, so numba vectorises the sums).
+
+        The Rice parameter is the cheapest of three near ``log2`` of the mean by an estimate
+        from the sum alone (each symbol's low bits taken as uniform: one pass, within 0.3 % of
+        the exact counts' best on residuals); blocks with escapes count their bits exactly.
+        """
         m = blk.size
-        total = np.int64(0)
+        total32 = np.uint32(0)
         top = np.uint32(0)
         for j in range(m):
-            total += np.int64(blk[j])
+            total32 = np.uint32(total32 + blk[j])
             top = max(top, blk[j])
-        width = _bitlen(np.int64(top))
-        small = width <= 25  # 64 symbols < 2**25 sum below 2**31
-        k0 = max(0, min(FIXED - 3, _bitlen(total // m) - 2))  # the mean has bit length k0 + 2
-        if small:
-            s0, s1, s2 = _sums32(blk, k0)
+        if top < (1 << 25):  # 64 symbols < 2**25 sum below 2**31
+            total = np.int64(total32)
         else:
-            s0, s1, s2 = _sums(blk, k0)
+            total = np.int64(0)
+            for j in range(m):
+                total += np.int64(blk[j])
+        width = _bitlen(np.int64(top))
+        mean = total >> 6 if m == BLOCK else total // m
+        k0 = max(0, min(FIXED - 3, _bitlen(mean) - 2))  # the mean has bit length k0 + 2
+        # bits under parameter k: m (k + 1) + sum(v >> k) ~ m (k + 1) + (total - m (2**k - 1) / 2)
+        # / 2**k, scaled by 2**(k0 + 3) to stay integer (bitwise the same on CPU and GPU)
+        scale = np.int64(1) << (k0 + 3)
         best_k = k0
-        best = s0 + m * (k0 + 1)
-        if s1 + m * (k0 + 2) < best:
-            best_k = k0 + 1
-            best = s1 + m * (k0 + 2)
-        if s2 + m * (k0 + 3) < best:
-            best_k = k0 + 2
-            best = s2 + m * (k0 + 3)
+        best = np.int64(-1)
+        for d in range(3):
+            k = k0 + d
+            est = scale * m * (k + 1) + (2 * total - m * ((np.int64(1) << k) - 1)) * (
+                np.int64(1) << (2 - d))
+            if best < 0 or est < best:
+                best_k = k
+                best = est
         if (np.int64(top) >> best_k) >= ESCAPE:  # escapes cost other than the estimate: count them
-            best = _rice_bits(blk, best_k)
-        if 6 + m * width <= best:  # (header bits not counted: a choice, not part of the format)
+            best = _rice_bits(blk, best_k) * scale
+        if (6 + m * width) * scale <= best:  # (header bits not counted: a choice, not the format)
             return FIXED, width
         return best_k, width
 
@@ -204,9 +185,22 @@ def build(compile, ctz, _bitlen):
                 continue
             k = np.int64(h)
             mask = (np.int64(1) << k) - 1
-            # 1. low bits, up to four symbols per insertion
+            # 1. low bits, up to eight symbols per insertion (at most 32 bits)
             j = 0
-            if 0 < k <= 8:
+            if 0 < k <= 4:
+                while j + 8 <= m:
+                    x = (((np.int64(blk[j]) & mask) | ((np.int64(blk[j + 1]) & mask) << k))
+                         | (((np.int64(blk[j + 2]) & mask) << 2 * k)
+                            | ((np.int64(blk[j + 3]) & mask) << 3 * k))
+                         | (((np.int64(blk[j + 4]) & mask) << 4 * k)
+                            | ((np.int64(blk[j + 5]) & mask) << 5 * k))
+                         | (((np.int64(blk[j + 6]) & mask) << 6 * k)
+                            | ((np.int64(blk[j + 7]) & mask) << 7 * k)))
+                    acc |= x << nacc
+                    nacc += 8 * k
+                    w, acc, nacc = _flush(out, w, acc, nacc)
+                    j += 8
+            elif 4 < k <= 8:
                 while j + 4 <= m:
                     x = ((np.int64(blk[j]) & mask) | ((np.int64(blk[j + 1]) & mask) << k)
                          | ((np.int64(blk[j + 2]) & mask) << 2 * k)
