@@ -76,15 +76,16 @@ def oriented_residuals(coder: str, order: str = "qp") -> bool:
     return order == "qp" and coder != "fast"
 
 
-def predictor_for(k: np.ndarray, nz: int, lo: int, hi: int, coder: str) -> tuple[Taps, Taps]:
+def predictor_for(k: np.ndarray, nz: int, lo: int, hi: int, coder: str, order: str = "qp"
+                  ) -> tuple[Taps, Taps]:
     """The predictor pair a chunk coded with ``coder`` gets (the GPU encoder calls this too,
     so both write the same bytes): ``fast`` only the fixed predictors (cheap); ``max`` and
     ``rice`` also the least-squares fits and their reweighted refit, scored on oriented
-    residuals (which they code); only ``max`` the 37-tap fit (``rice`` trades its 0-3 % for
-    half the prediction time)."""
+    residuals where they code them (``order``); only ``max`` the 37-tap fit (``rice`` trades
+    its 0-3 % for half the prediction time)."""
     fitted = coder != "fast"
     return choose_predictor(k, nz, lo, hi, fit=fitted, reweight=fitted,
-                            orient=oriented_residuals(coder), wide=coder == "max")
+                            orient=oriented_residuals(coder, order), wide=coder == "max")
 
 
 def _check_data(a: np.ndarray, q: float, order: str) -> None:
@@ -196,7 +197,7 @@ def encode_chunk(
         intra, inter = _NO_TAPS, _NO_TAPS
         symbols = np.empty(0, np.uint32)
     else:
-        intra, inter = predictor_for(k, nz, lo, hi, coder)
+        intra, inter = predictor_for(k, nz, lo, hi, coder, order)
         if order == "qp" and coder != "max":  # residuals never leave the cache
             symbols = None
         elif order == "qp":
