@@ -171,6 +171,7 @@ def encode_chunk(
     cam = camera if camera is not None else CameraModel()
     parallel = use_parallel() and a.size >= PARALLEL_MIN_SIZE and cores_free()
     escapes = np.empty(0, a.dtype)
+    n_offsets = 0
 
     # quantise to integers k with known range [lo, hi]
     # (integer data keeps its dtype: bin indices fit, and lossless needs no copy at all)
@@ -207,15 +208,19 @@ def encode_chunk(
             )
         else:
             table = _dpcm_table(cam, q, a.dtype)
-            symbols, exact, _ = dpcm_encode(
+            symbols, offsets, _ = dpcm_encode(
                 a.reshape(shape3).astype(np.int32),
                 nz,
                 table,
                 intra.as_arrays(),
                 inter.as_arrays(),
+                offsets=True,
                 parallel=parallel,
             )
-            escapes = exact.astype(a.dtype)
+            # escapes (0.5-5 % of pixels at q = 1σ): their small offsets follow the pixels'
+            # symbols in the payload (format version 4), not 16 raw bits each
+            n_offsets = offsets.size
+            symbols = np.concatenate([symbols, ((offsets << 1) ^ (offsets >> 63)).astype(np.uint32)])
     row_length = shape3[2]
     if coder == "fast" and symbols is None:
         payload = encode_fast_fused(
@@ -245,6 +250,7 @@ def encode_chunk(
         inter,
         nz,
         oriented=orient,
+        escape_offsets=n_offsets,
     )
     return pack_chunk(header, payload, escapes)
 
@@ -290,6 +296,9 @@ def decode_chunk(buf, out: np.ndarray | None = None) -> np.ndarray:
     shape3, _ = _as_3d(header.shape)
     nz = header.run
     n = int(np.prod(header.shape))
+    n_offsets = header.escape_offsets  # coded after the pixels' symbols (version 4, pq)
+    if n_offsets > n:
+        raise CorruptChunkError(f"corrupt bigcomp chunk: {n_offsets} escapes in {n} pixels")
     dtype = header.dtype
     parallel = use_parallel() and n >= PARALLEL_MIN_SIZE and cores_free()
     # qp order + fast or rice coder: unpacking is fused with prediction (no symbol array)
@@ -298,12 +307,12 @@ def decode_chunk(buf, out: np.ndarray | None = None) -> np.ndarray:
         if fused:
             symbols = None
         elif header.coder == "fast":
-            symbols = _coders.decode_fast(payload, n, parallel=parallel)
+            symbols = _coders.decode_fast(payload, n + n_offsets, parallel=parallel)
         elif header.coder == "rice":
-            symbols = _rice.decode_rice(payload, n, parallel=parallel)
+            symbols = _rice.decode_rice(payload, n + n_offsets, parallel=parallel)
         else:
-            symbols = _coders.decode_max(payload, n, shape3[2], parallel=parallel,
-                                         out=scratch("residuals", n, np.uint32))
+            symbols = _coders.decode_max(payload, n + n_offsets, shape3[2], parallel=parallel,
+                                         out=scratch("residuals", n + n_offsets, np.uint32))
     except ValueError as exc:
         raise CorruptChunkError(f"corrupt bigcomp chunk: {exc}") from exc
     cam, lo, hi = decoding_parameters(header)
@@ -313,9 +322,12 @@ def decode_chunk(buf, out: np.ndarray | None = None) -> np.ndarray:
         result = np.empty(header.shape, dtype)
     elif header.mode == "wnl" and header.order == "pq":
         table = _dpcm_table(cam, header.q, dtype)
+        if n_offsets:
+            z = symbols[n:].astype(np.int64)
+            escapes, symbols = (z >> 1) ^ -(z & 1), symbols[:n]
         try:
             values = dpcm_decode(symbols, escapes.astype(np.int64), shape3, nz, table, intra,
-                                 inter, parallel=parallel)
+                                 inter, offsets=bool(n_offsets), parallel=parallel)
         except ValueError as exc:
             raise CorruptChunkError(str(exc)) from exc
         result = values.astype(dtype).reshape(header.shape)

@@ -1,11 +1,12 @@
 """The chunk bitstream: header layout, versioning and checksum.
 
-Every encoded chunk stands alone. Layout of format versions 1 to 3 (all little-endian)::
+Every encoded chunk stands alone. Layout of format versions 1 to 4 (all little-endian)::
 
     offset  size        field
     0       4           magic b"BGCP"
-    4       1           format version: the oldest that can decode the chunk (3 for oriented
-                        residuals, else 2 for the rice coder, else 1; version 1 has no coder 2)
+    4       1           format version: the oldest that can decode the chunk (4 for coded
+                        escape offsets, 3 for oriented residuals, else 2 for the rice coder,
+                        else 1; version 1 has no coder 2)
     5       1           mode: 0 lossless, 1 within-noise-level (WNL)
     6       1           order: 0 quantise-then-predict, 1 predict-then-quantise (DPCM)
     7       1           coder: 0 fast (bit-packed blocks of 32), 1 max (rANS with contexts),
@@ -22,12 +23,17 @@ Every encoded chunk stands alone. Layout of format versions 1 to 3 (all little-e
     ..      8           payload length in bytes (uint64)
     ..      8           number of escapes (uint64)
     ..      payload     entropy-coded residuals
-    ..      escapes     exact values (DPCM escapes), in the data's dtype
+    ..      escapes     exact values (DPCM escapes), in the data's dtype (none from version 4)
     end-4   4           CRC32C of everything before it
 
 Version 3 changes no field: in quantise-then-predict chunks of version >= 3 the residuals are
 *oriented* (their sign flipped where the unrounded prediction lies above the rounded one, see
 :mod:`bigcomp.kernels._predict`).
+
+Version 4 changes where predict-then-quantise escapes go: the payload codes one symbol per pixel
+and then, per escape, the zig-zagged offset of its value from the value nearest its prediction
+(:mod:`bigcomp.kernels._dpcm`); the escapes field is empty. Chunks without escapes keep their
+older version.
 
 A reader checks, in order: length, magic, version (a newer version raises
 :class:`~bigcomp.errors.FormatVersionError`), the header fields, the total length (a short
@@ -48,9 +54,10 @@ from .predictors import Taps
 __all__ = ["CODER_VERSION", "FORMAT_VERSION", "MAGIC", "ChunkHeader", "pack_chunk", "unpack_chunk"]
 
 MAGIC = b"BGCP"
-FORMAT_VERSION = 3  # the newest version this bigcomp reads and writes
+FORMAT_VERSION = 4  # the newest version this bigcomp reads and writes
 CODER_VERSION = {"fast": 1, "max": 1, "rice": 2}  # the oldest version that has each coder
 ORIENTED_VERSION = 3  # quantise-then-predict residuals are oriented from this version on
+OFFSETS_VERSION = 4  # predict-then-quantise escapes are coded offsets from this version on
 MODES = {"lossless": 0, "wnl": 1}
 ORDERS = {"qp": 0, "pq": 1}
 CODERS = {"fast": 0, "max": 1, "rice": 2}
@@ -85,6 +92,7 @@ class ChunkHeader:
     inter: Taps
     run: int = 1
     oriented: bool = False  # residual signs follow the prediction's rounding (version >= 3)
+    escape_offsets: int = 0  # escapes coded as offsets after the pixels' symbols (version >= 4)
 
 
 def _pack_taps(taps: Taps) -> bytes:
@@ -92,8 +100,11 @@ def _pack_taps(taps: Taps) -> bytes:
 
 
 def pack_chunk(header: ChunkHeader, payload: bytes, escapes: np.ndarray) -> bytes:
-    """Serialise one encoded chunk (header, payload, escapes, checksum)."""
+    """Serialise one encoded chunk (header, payload, escapes, checksum); ``escapes`` must be
+    empty when the header counts escape offsets (they are in the payload)."""
     dtype = np.dtype(header.dtype)
+    if header.escape_offsets and escapes.size:
+        raise ValueError("escapes are either offsets in the payload or values, not both")
     if dtype not in DTYPES:
         raise UnsupportedDataError(f"dtype {dtype} has no bitstream code")
     parts = [
@@ -114,7 +125,7 @@ def pack_chunk(header: ChunkHeader, payload: bytes, escapes: np.ndarray) -> byte
         ),
         _pack_taps(header.intra),
         _pack_taps(header.inter),
-        _LENGTHS.pack(len(payload), escapes.size),
+        _LENGTHS.pack(len(payload), header.escape_offsets or escapes.size),
         payload,
         np.ascontiguousarray(escapes, dtype=dtype.newbyteorder("<")).tobytes(),
     ]
@@ -126,7 +137,10 @@ def chunk_version(header: ChunkHeader) -> int:
     """The oldest format version that decodes a chunk with this header."""
     if header.oriented and header.order != "qp":
         raise ValueError("only quantise-then-predict residuals can be oriented")
-    return max(CODER_VERSION[header.coder], ORIENTED_VERSION if header.oriented else 1)
+    if header.escape_offsets and header.order != "pq":
+        raise ValueError("only predict-then-quantise chunks have escapes")
+    return max(CODER_VERSION[header.coder], ORIENTED_VERSION if header.oriented else 1,
+               OFFSETS_VERSION if header.escape_offsets else 1)
 
 
 class _Reader:
@@ -213,7 +227,9 @@ def unpack_chunk(buf) -> tuple[ChunkHeader, memoryview, np.ndarray]:
     intra = _unpack_taps(reader, n_intra, s_intra, "predictor taps", intra=True)
     inter = _unpack_taps(reader, n_inter, s_inter, "predictor taps", intra=False)
     n_payload, n_escapes = reader.unpack(_LENGTHS, "lengths")
-    expected = reader.pos + n_payload + n_escapes * dtype.itemsize + _CRC.size
+    offsets = version >= OFFSETS_VERSION and order_s == "pq"
+    n_values = 0 if offsets else n_escapes  # escape values stored after the payload
+    expected = reader.pos + n_payload + n_values * dtype.itemsize + _CRC.size
     if len(view) < expected:
         raise CorruptChunkError(
             f"truncated bigcomp chunk: {len(view)} bytes, its header announces {expected}; "
@@ -231,10 +247,11 @@ def unpack_chunk(buf) -> tuple[ChunkHeader, memoryview, np.ndarray]:
         )
     payload = reader.take(n_payload, "payload")
     escapes = np.frombuffer(
-        reader.take(n_escapes * dtype.itemsize, "escapes"), dtype=dtype.newbyteorder("<")
+        reader.take(n_values * dtype.itemsize, "escapes"), dtype=dtype.newbyteorder("<")
     )
     header = ChunkHeader(
         mode_s, order_s, coder_s, dtype, tuple(shape), q, gain, offset, read_noise, intra, inter,
         run, oriented=version >= ORIENTED_VERSION and order_s == "qp",
+        escape_offsets=n_escapes if offsets else 0,
     )
     return header, payload, escapes

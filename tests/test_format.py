@@ -101,6 +101,9 @@ def _fixture_arrays() -> dict[str, np.ndarray]:
         (3, "lossless_rice", Lossless(coder="rice")),
         (3, "wnl_qp_max", WNL.from_camera(CAMERA, q=1.0)),
         (3, "wnl_qp_rice", WNL.from_camera(CAMERA, q=1.0, coder="rice")),
+        (4, "wnl_pq_max", WNL.from_camera(CAMERA, q=1.0, order="pq")),
+        (4, "wnl_pq_rice", WNL.from_camera(CAMERA, q=1.0, order="pq", coder="rice")),
+        (4, "wnl_pq_fast", WNL.from_camera(CAMERA, q=1.0, order="pq", coder="fast")),
     ],
 )
 def test_backwards_compatibility(version, name, codec):
@@ -114,17 +117,64 @@ def test_backwards_compatibility(version, name, codec):
 @pytest.mark.parametrize(
     ("order", "coder", "version"),
     [("qp", "fast", 1), ("qp", "max", 3), ("qp", "rice", 3),
-     ("pq", "fast", 1), ("pq", "max", 1), ("pq", "rice", 2)],
+     ("pq", "fast", 4), ("pq", "max", 4), ("pq", "rice", 4)],
 )
 def test_chunks_carry_the_oldest_version_that_reads_them(order, coder, version):
     """max and rice chunks of the quantise-then-predict order (and lossless) have oriented
-    residuals (version 3); fast chunks and predict-then-quantise chunks keep version 1 (older
-    bigcomp reads them), or 2 for the rice coder."""
+    residuals (version 3); fast chunks keep version 1 (older bigcomp reads them);
+    predict-then-quantise chunks with escapes code them as offsets (version 4)."""
     data = light_sheet((2, 16, 16)).data
     assert encode_chunk(data, q=1.0, camera=CAMERA, order=order, coder=coder)[4] == version
     lossless = encode_chunk(data, q=0.0, order=order, coder=coder)[4]  # lossless is always qp
     assert lossless == (1 if coder == "fast" else 3)
     assert version <= FORMAT_VERSION
+
+
+@pytest.mark.parametrize(("coder", "version"), [("fast", 1), ("max", 1), ("rice", 2)])
+def test_pq_chunks_without_escapes_keep_their_older_version(coder, version):
+    flat = np.full((2, 16, 16), 400, np.uint16)
+    chunk = encode_chunk(flat, q=1.0, camera=CAMERA, order="pq", coder=coder)
+    assert chunk[4] == version
+    decoded = decode_chunk(chunk).astype(np.float64)
+    assert np.abs(CAMERA.forward(decoded) - CAMERA.forward(flat.astype(np.float64))).max() <= 0.5
+
+
+def test_pq_escape_offsets_are_smaller_than_values():
+    """Dim pixels escape (a few %); their offsets from the value nearest the prediction take a
+    few bits where the values took 16 (version 4): the chunk is >= 5 % smaller."""
+    from bigcomp.format import ChunkHeader, pack_chunk, unpack_chunk
+    from bigcomp.kernels import _coders
+
+    data = light_sheet((4, 64, 64), seed=3).data
+    chunk = encode_chunk(data, q=1.0, camera=CAMERA, order="pq")
+    header, payload, values = unpack_chunk(chunk)
+    assert header.escape_offsets > 0.005 * data.size
+    assert values.size == 0
+    decoded = decode_chunk(chunk)
+    err = np.abs(CAMERA.forward(decoded.astype(np.float64)) - CAMERA.forward(data.astype(np.float64)))
+    assert err.max() <= 0.5
+    # the same chunk written the version 1 way: escapes as raw values after the payload
+    n = data.size
+    symbols = _coders.decode_max(payload, n + header.escape_offsets, data.shape[-1])
+    raw = decoded.reshape(-1)[symbols[:n] == 0]
+    old = pack_chunk(
+        ChunkHeader(**{**header.__dict__, "escape_offsets": 0}),
+        _coders.encode_max(symbols[:n], data.shape[-1]), raw,
+    )
+    assert old[4] == 1
+    np.testing.assert_array_equal(decode_chunk(old), decoded)
+    assert len(chunk) < 0.95 * len(old)
+
+
+def test_more_escapes_than_pixels_is_corrupt():
+    from bigcomp.format import ChunkHeader, pack_chunk, unpack_chunk
+
+    data = light_sheet((2, 16, 16)).data
+    header, payload, _ = unpack_chunk(encode_chunk(data, q=1.0, camera=CAMERA, order="pq"))
+    bad = pack_chunk(ChunkHeader(**{**header.__dict__, "escape_offsets": data.size + 1}),
+                     bytes(payload), np.empty(0, data.dtype))
+    with pytest.raises(CorruptChunkError, match="escapes"):
+        decode_chunk(bad)
 
 
 def test_lossless_with_pq_order_round_trips():

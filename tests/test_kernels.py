@@ -182,6 +182,28 @@ def test_dpcm_round_trip_and_bound(parallel):
     np.testing.assert_array_equal(a.ravel()[sym == 0], escapes)  # escapes are exact
 
 
+@pytest.mark.parametrize("parallel", [True, False])
+def test_dpcm_escape_offsets(parallel):
+    """Offsets (format version 4) decode to the same values as exact escapes, are small, and
+    one leading outside the table is reported."""
+    camera = CameraModel(2.0, 100.0, 1.6)
+    table = np.rint(camera.forward(np.arange(65536.0)) * (1 << FRACTION_BITS)).astype(np.int64)
+    a = np.clip(100 + 2 * RNG.poisson(RNG.uniform(0, 40, (4, 33, 47))), 0, 65535).astype(np.int32)
+    intra, inter = FIXED_INTRA["b3d"].as_arrays(), FIXED_INTER["avg3d"].as_arrays()
+    sym, values, rec = dpcm_encode(a, 2, table, intra, inter, parallel=parallel)
+    sym2, offsets, rec2 = dpcm_encode(a, 2, table, intra, inter, offsets=True, parallel=parallel)
+    np.testing.assert_array_equal(sym2, sym)
+    np.testing.assert_array_equal(rec2, rec)
+    assert offsets.size == values.size > 0
+    assert np.abs(offsets).mean() < 0.5 * values.mean()
+    back = dpcm_decode(sym, offsets, a.shape, 2, table, intra, inter, offsets=True,
+                       parallel=parallel)
+    np.testing.assert_array_equal(back, rec)
+    offsets[0] = -(1 << 20)
+    with pytest.raises(ValueError, match="outside the value range"):
+        dpcm_decode(sym, offsets, a.shape, 2, table, intra, inter, offsets=True, parallel=parallel)
+
+
 def test_dpcm_missing_escapes_detected():
     table = np.arange(0, 65536 << 10, 1 << 10, dtype=np.int64)
     with pytest.raises(ValueError, match="escapes"):

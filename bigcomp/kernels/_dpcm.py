@@ -6,8 +6,11 @@ pixel in raster order the prediction ``p`` is a linear function (taps as in ``_p
 *reconstructed* neighbours' ``Y``; the residual ``m = round((Y[x] - p) / S)`` is coded and the
 decoder writes back the integer ``x'`` whose ``Y`` is nearest ``p + m·S``. The encoder tries
 ``m`` and ``m ± 1`` and keeps the first whose ``x'`` lies within ``S/2`` of ``Y[x]``; if none
-does, it codes an escape (symbol 0) and stores ``x`` exactly. Symbols are ``zigzag(m) + 1``.
-Everything is integer arithmetic, so all platforms reconstruct the same values.
+does, it codes an escape (symbol 0) and stores ``x`` exactly: as the value itself (format
+versions 1-3) or, with ``offsets`` (version 4), as ``x - x0`` where ``x0`` is the integer whose
+``Y`` is nearest ``p`` (decoder and encoder both know it; escapes happen where counts are few
+per step, so the offset is small). Symbols are ``zigzag(m) + 1``. Everything is integer
+arithmetic, so all platforms reconstruct the same values.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._numba import pjit
+from ._numba import jit, pjit
 from ._predict import _row_sum, _vector_taps, _window, current_row_taps
 
 __all__ = ["FRACTION_BITS", "dpcm_decode", "dpcm_encode"]
@@ -31,16 +34,39 @@ def coarse_index(table: np.ndarray) -> tuple[np.ndarray, int]:
     return np.searchsorted(table, edges).astype(np.int64), shift
 
 
+@jit
+def _nearest(target, table, coarse, cshift):
+    """Index of the entry of the increasing ``table`` nearest ``target`` (the lower one on a
+    tie): the bucket of :func:`coarse_index`, then a binary search within it."""
+    n_table = table.size
+    t0 = table[0]
+    b = (target - t0) >> cshift
+    if b < 0:
+        return 0
+    if b >= coarse.size - 1:
+        return n_table - 1
+    lo = coarse[b]
+    hi = min(coarse[b + 1], n_table - 1)
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if table[mid] < target:
+            lo = mid + 1
+        else:
+            hi = mid
+    if table[lo] >= target and lo > 0 and target - table[lo - 1] <= table[lo] - target:
+        lo -= 1
+    return lo
+
+
 def _make(encode):
     def kernel(a, sym, exc, n_exc, nz, table, coarse, cshift, intra, intra_c, intra_s, inter,
-               inter_c, inter_s, yrec, out):
+               inter_c, inter_s, offsets, yrec, out):
         n_planes, n_rows, n_cols = out.shape
         n_stacks = n_planes // nz
         half = np.int64(1) << (FRACTION_BITS - 1)
         step = np.int64(1) << FRACTION_BITS
         plane_size = n_rows * n_cols
         n_table = table.size
-        n_coarse = coarse.size
         t0 = table[0]
         for s in prange(n_stacks):
             e = s * nz * plane_size  # escapes of stack s start at its first pixel index (upper bound)
@@ -86,33 +112,18 @@ def _make(encode):
                             tries = 0 if code == 0 else 1
                             if code == 0:
                                 xr = np.int64(exc[e + n_e]) if e + n_e < exc.size else 0
+                                if offsets:
+                                    xr += _nearest(pred, table, coarse, cshift)
+                                if xr < 0 or xr >= n_table:  # corrupt: counted, kept in range
+                                    xr = 0
+                                    n_e += n_table
                                 n_e += 1
                             else:
                                 z = np.int64(code) - 1
                                 m0 = (z >> 1) ^ -(z & 1)
                         for j in range(tries):
                             m = m0 - 1 if j == 1 else (m0 + 1 if j == 2 else m0)  # m0, m0 - 1, m0 + 1
-                            target = pred + m * step
-                            # nearest table entry to target: bucket, then binary search
-                            b = (target - t0) >> cshift
-                            if b < 0:
-                                cand = 0
-                            elif b >= n_coarse - 1:
-                                cand = n_table - 1
-                            else:
-                                lo = coarse[b]
-                                hi = min(coarse[b + 1], n_table - 1)
-                                while lo < hi:
-                                    mid = (lo + hi) >> 1
-                                    if table[mid] < target:
-                                        lo = mid + 1
-                                    else:
-                                        hi = mid
-                                cand = lo
-                                if table[cand] >= target and cand > 0 and (
-                                    target - table[cand - 1] <= table[cand] - target
-                                ):
-                                    cand -= 1
+                            cand = _nearest(pred + m * step, table, coarse, cshift)
                             if not encode:
                                 xr = cand
                             elif abs(table[cand] - v) <= half - 1:  # exact despite rounding
@@ -122,7 +133,8 @@ def _make(encode):
                         if encode:
                             sym[i] = code
                             if code == 0:
-                                exc[e + n_e] = xr
+                                exc[e + n_e] = xr - _nearest(pred, table, coarse, cshift) if (
+                                    offsets) else xr
                                 n_e += 1
                         out[p, y, x] = xr
                         yrec[p, y, x] = table[xr]
@@ -135,11 +147,12 @@ _enc_par, _enc_ser = _make(True)
 _dec_par, _dec_ser = _make(False)
 
 
-def dpcm_encode(a, nz, table, intra, inter, *, parallel=True):
+def dpcm_encode(a, nz, table, intra, inter, *, offsets=False, parallel=True):
     """Closed-loop DPCM of integer array ``a`` (3-D, int32).
 
-    Returns ``(symbols uint32 flat, escapes int64 (exact values, in stack order), reconstruction
-    int32 like a)``.
+    Returns ``(symbols uint32 flat, escapes int64 (exact values, or with ``offsets`` their
+    offsets from the value nearest the prediction; in stack order), reconstruction int32 like
+    a)``.
     """
     sym = np.empty(a.size, np.uint32)
     exc = np.empty(a.size, np.int64)
@@ -148,14 +161,16 @@ def dpcm_encode(a, nz, table, intra, inter, *, parallel=True):
     yrec = np.empty(a.shape, np.int64)
     out = np.empty(a.shape, np.int32)
     kernel = _enc_par if parallel else _enc_ser
-    kernel(a, sym, exc, n_exc, nz, table, *coarse_index(table), *intra, *inter, yrec, out)
+    kernel(a, sym, exc, n_exc, nz, table, *coarse_index(table), *intra, *inter, bool(offsets),
+           yrec, out)
     stack = a.size // max(n_stacks, 1)
     escapes = np.concatenate([exc[s * stack : s * stack + n_exc[s]] for s in range(n_stacks)])
     return sym, escapes, out
 
 
-def dpcm_decode(sym, escapes, shape, nz, table, intra, inter, *, parallel=True):
-    """Inverse of :func:`dpcm_encode`; raises ``ValueError`` if escapes are missing."""
+def dpcm_decode(sym, escapes, shape, nz, table, intra, inter, *, offsets=False, parallel=True):
+    """Inverse of :func:`dpcm_encode`; raises ``ValueError`` if escapes are missing or lead
+    outside the table."""
     n_stacks = shape[0] // nz
     stack = int(np.prod(shape)) // max(n_stacks, 1)
     # place the escapes of each stack at the start of its own slot (the encoder's layout)
@@ -174,5 +189,8 @@ def dpcm_decode(sym, escapes, shape, nz, table, intra, inter, *, parallel=True):
     yrec = np.empty(shape, np.int64)
     out = np.empty(shape, np.int32)
     kernel = _dec_par if parallel else _dec_ser
-    kernel(out, sym, exc, n_exc, nz, table, *coarse_index(table), *intra, *inter, yrec, out)
+    kernel(out, sym, exc, n_exc, nz, table, *coarse_index(table), *intra, *inter, bool(offsets),
+           yrec, out)
+    if (n_exc != counts).any():
+        raise ValueError("corrupt bigcomp payload: an escape lies outside the value range")
     return out
