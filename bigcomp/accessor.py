@@ -60,17 +60,28 @@ class BigcompAccessor:
         if not path or not isinstance(meta, dict):
             raise BigcompError("compressed_size()/ratio() need an array opened with "
                                "bigcomp.open(path)")
-        if list(self._obj.shape) != list(meta["job"]["shape"]):
+        if list(self._obj.shape) != list(meta.get("job", meta)["shape"]):
             raise BigcompError("compressed_size()/ratio() describe the whole stored array: call "
                                "them on the array bigcomp.open returned, before selecting")
         return path
 
     def compressed_size(self) -> int:
-        """Bytes of the chunk files of the store this array was opened from."""
+        """Stored bytes of the store this array was opened from: its chunk files, or for
+        temporal and neural (INR) stores everything they store."""
         from .store import DATA
 
+        path = self._store()
+        mode = self._obj.attrs["bigcomp"].get("mode")
+        if mode == "temporal":
+            from .temporal import temporal_info
+
+            return int(temporal_info(path)["stored_nbytes"])
+        if mode == "inr":
+            from .inr import inr_info
+
+            return int(inr_info(path)["stored_bytes"])
         total = 0
-        for dirpath, _, files in os.walk(os.path.join(self._store(), DATA, "c")):
+        for dirpath, _, files in os.walk(os.path.join(path, DATA, "c")):
             total += sum(os.path.getsize(os.path.join(dirpath, f)) for f in files
                          if not f.endswith(".partial"))
         return total

@@ -135,6 +135,15 @@ def compress(
         help="--temporal: |deviation| above this many σ is kept exactly.")] = 4.0,
     noise: Annotated[str, typer.Option(
         help="--temporal: per-pixel noise from 'mad', 'camera' or 'max' of both.")] = "max",
+    inr: Annotated[bool, typer.Option(
+        "--inr", help="Neural mode (needs bigcomp[inr]): small networks fitted per tile for "
+        "100-2000x; visually faithful, not noise-exact.")] = False,
+    target_ratio: Annotated[float | None, typer.Option(
+        help="--inr: compression ratio to reach (default 500 without --target-psnr).")] = None,
+    target_psnr: Annotated[float | None, typer.Option(
+        help="--inr: PSNR (dB) to reach instead of a ratio.")] = None,
+    steps: Annotated[int | None, typer.Option(help="--inr: training steps per tile.")] = None,
+    device: Annotated[str, typer.Option(help="--inr: 'cpu' or 'cuda'.")] = "cpu",
     gain: Annotated[float | None, typer.Option(help="Camera gain, ADU per electron.")] = None,
     offset: Annotated[float | None, typer.Option(help="Camera offset (dark level), ADU.")] = None,
     read_noise: Annotated[float | None, typer.Option(help="Camera read noise, electrons.")] = None,
@@ -171,11 +180,19 @@ def compress(
     from .pipeline import estimate_noise
 
     console = Console(stderr=True)
-    if lossless and temporal:
-        _error(console, "choose one of --lossless and --temporal")
+    if lossless + temporal + inr > 1:
+        _error(console, "choose one of --lossless, --temporal and --inr")
         raise typer.Exit(2)
-    mode = "lossless" if lossless else "temporal" if temporal else "wnl"
-    options = {"threshold": threshold, "noise": noise} if temporal else {}
+    if not inr and (target_ratio is not None or target_psnr is not None or steps is not None):
+        _error(console, "--target-ratio, --target-psnr and --steps are options of --inr")
+        raise typer.Exit(2)
+    mode = "lossless" if lossless else "temporal" if temporal else "inr" if inr else "wnl"
+    options: dict = {"threshold": threshold, "noise": noise} if temporal else {}
+    if inr:
+        if target_ratio is None and target_psnr is None:
+            target_ratio = 500.0
+        options = {"target_ratio": target_ratio, "target_psnr": target_psnr, "device": device}
+        options.update({"steps": steps} if steps is not None else {})
     fixed = {"gain": gain, "offset": offset, "read_noise": read_noise}
     caught: list = []
     try:
@@ -185,7 +202,7 @@ def compress(
             camera = None
             if not lossless and all(v is not None for v in fixed.values()):
                 camera = fixed
-            elif not lossless and not temporal and any(v is not None for v in fixed.values()):
+            elif mode == "wnl" and any(v is not None for v in fixed.values()):
                 camera = estimate_noise(source, dataset=dataset, scheduler=sched, **fixed)
             result = run_compress(source, dest, mode=mode, q=q, camera=camera, chunks=chunks,
                                   coder=coder, order=order, dims=dims, dataset=dataset,
@@ -197,6 +214,11 @@ def compress(
         _error(console, exc)
         raise typer.Exit(1) from None
     cam = result.camera
+    if inr:
+        typer.echo(f"{dest}: {result.raw_bytes / 1e6:.1f} MB -> {result.stored_bytes / 1e6:.3f} MB "
+                   f"({result.ratio:.1f}x) in {result.seconds:.1f} s (neural: not noise-exact; "
+                   "see bigcomp info)")
+        return
     typer.echo(
         f"{dest}: {result.chunks_written} chunks written, {result.chunks_skipped} already done; "
         f"{result.raw_bytes / 1e6:.1f} MB -> {result.stored_bytes / 1e6:.1f} MB "
@@ -284,27 +306,77 @@ def info(path: Annotated[str, typer.Argument(help="A bigcomp store.")]) -> None:
     except (BigcompError, FileNotFoundError) as exc:
         _error(Console(stderr=True), exc)
         raise typer.Exit(1) from None
-    meta, job = arr.attrs["bigcomp"], arr.attrs["bigcomp"]["job"]
+    meta = arr.attrs["bigcomp"]
     stored = arr.bigcomp.compressed_size()
-    cam = job.get("camera")
-    rows = [
-        ("name", str(meta.get("name"))),
-        ("shape", " x ".join(f"{d}={n}" for d, n in zip(arr.dims, arr.shape, strict=True))),
-        ("dtype", job["dtype"]), ("chunks", ",".join(map(str, job["chunks"]))),
-        ("mode", job["mode"] + (f" q={job['q']:g}σ" if job["mode"] == "wnl" else "")),
-        ("order / coder", f"{job['order']} / {job['coder']}"),
-        ("camera", f"gain {cam['gain']:.4g} ADU/e-, offset {cam['offset']:.4g} ADU, read noise "
-                   f"{cam['read_noise']:.4g} e- ({meta.get('camera_source')})" if cam else "-"),
-        ("error bound", f"{meta['error_bound']:.4f} σ"),
+    shape = " x ".join(f"{d}={n}" for d, n in zip(arr.dims, arr.shape, strict=True))
+    if meta.get("mode") in ("temporal", "inr"):
+        rows = _model_rows(path, meta, shape, str(arr.dtype))
+    else:
+        rows = _chunk_rows(meta, shape)
+    rows += [
         ("raw / stored", f"{arr.nbytes / 1e6:.2f} MB / {stored / 1e6:.2f} MB"),
         ("ratio", f"{arr.nbytes / max(stored, 1):.2f}x"),
-        ("complete", "yes" if meta.get("complete") else "NO (interrupted: run compress again)"),
-        ("bigcomp", str(meta.get("version"))),
     ]
+    if meta.get("mode") != "inr":
+        rows.append(("complete", "yes" if meta.get("complete")
+                     else "NO (interrupted: run compress again)"))
+    if "version" in meta:
+        rows.append(("bigcomp", str(meta["version"])))
     table = Table(title=path, show_header=False)
     for k, v in rows:
         table.add_row(k, v)
     console.print(table)
+
+
+def _camera_row(cam: dict | None, source: str | None = None) -> tuple[str, str]:
+    if not cam:
+        return ("camera", "-")
+    return ("camera", f"gain {cam['gain']:.4g} ADU/e-, offset {cam['offset']:.4g} ADU, read "
+                      f"noise {cam['read_noise']:.4g} e-" + (f" ({source})" if source else ""))
+
+
+def _chunk_rows(meta: dict, shape: str) -> list[tuple[str, str]]:
+    """``bigcomp info`` rows of a chunked (lossless / wnl) store."""
+    job = meta["job"]
+    return [
+        ("name", str(meta.get("name"))),
+        ("shape", shape),
+        ("dtype", job["dtype"]), ("chunks", ",".join(map(str, job["chunks"]))),
+        ("mode", job["mode"] + (f" q={job['q']:g}σ" if job["mode"] == "wnl" else "")),
+        ("order / coder", f"{job['order']} / {job['coder']}"),
+        _camera_row(job.get("camera"), meta.get("camera_source")),
+        ("error bound", f"{meta['error_bound']:.4f} σ"),
+    ]
+
+
+def _model_rows(path: str, meta: dict, shape: str, dtype: str) -> list[tuple[str, str]]:
+    """``bigcomp info`` rows of a temporal or neural (INR) store."""
+    if meta["mode"] == "temporal":
+        from .temporal import temporal_info
+
+        tinfo = temporal_info(path)
+        return [
+            ("shape", shape), ("dtype", dtype),
+            ("mode", (f"temporal q={meta['q']:g}σ, outliers above {meta['threshold']:g}σ kept "
+                     f"exactly, noise from {meta['noise']}")),
+            _camera_row(meta.get("camera")),
+            ("error bound", meta["bound"]),
+            ("outliers", f"{tinfo['outlier_fraction']:.2%} of pixels, kept exactly"),
+        ]
+    training = meta.get("training", {})
+    target = training.get("target_ratio") or training.get("target_psnr")
+    return [
+        ("shape", shape), ("dtype", dtype),
+        ("mode", f"inr (neural, not noise-exact): width {meta['width']}, depth "
+                 f"{meta['depth']}, {meta['bits']}-bit weights"
+                 + (f", target {'ratio' if training.get('target_ratio') else 'PSNR'} {target:g}"
+                    if target else "")),
+        ("tiles", (f"{meta['n_tiles']} of {','.join(map(str, meta['tile']))} "
+                  f"({meta['n_tiles'] - meta['n_model']} empty)")),
+        _camera_row(meta.get("camera")),
+        ("training", (f"{training.get('steps')} steps on {training.get('device')}, "
+                     f"{training.get('train_seconds', float('nan')):.1f} s")),
+    ]
 
 
 @app.command("estimate-noise")

@@ -350,7 +350,8 @@ def compress(source, dest: str | os.PathLike, *, mode: str = "wnl", q: float = 1
     dest = os.fspath(dest)
     if mode == "inr":
         return _compress_inr(source, dest, camera=camera, chunks=chunks, dims=dims,
-                             dataset=dataset, overwrite=overwrite, t0=t0, **mode_options)
+                             dataset=dataset, overwrite=overwrite, t0=t0, progress=progress,
+                             **mode_options)
     if mode == "temporal":
         return _compress_temporal(source, dest, q=q, camera=camera, chunks=chunks, dims=dims,
                                   dataset=dataset, scheduler=scheduler, overwrite=overwrite,
@@ -429,7 +430,7 @@ def _write(x, todo: list, writer, client, kwargs: dict, progress) -> None:
 
 
 # ------------------------------------------------------------------------------ open
-def _compress_inr(source, dest: str, *, camera, chunks, dims, dataset, overwrite, t0,
+def _compress_inr(source, dest: str, *, camera, chunks, dims, dataset, overwrite, t0, progress,
                   **options) -> CompressResult:
     """``compress(..., mode="inr")``: read the source, then fit the per-tile networks."""
     from .inr import compress_inr, inr_info
@@ -438,7 +439,13 @@ def _compress_inr(source, dest: str, *, camera, chunks, dims, dataset, overwrite
     src = open_source(source, dataset=dataset, dims=dims)
     data = src.to_dask(chunks=chunks)
     cam = _as_camera(camera) if camera is not None else None
-    path = compress_inr(data, dest, camera=cam, overwrite=overwrite, **options)
+    bar = _progress_bar(progress, "training tile networks", 1)
+    with bar or contextlib.nullcontext():
+        def advance(done: int, total: int) -> None:
+            bar.update(bar.task_ids[0], completed=done, total=total)
+
+        path = compress_inr(data, dest, camera=cam, overwrite=overwrite,
+                            progress=advance if bar else None, dims=src.dims, **options)
     info = inr_info(path)
     return CompressResult(path, 0, 0, int(info["raw_bytes"]), int(info["stored_bytes"]), cam,
                           "given" if cam else "none", float("nan"), time.perf_counter() - t0)

@@ -1,4 +1,5 @@
-"""compress/open/CLI with the temporal model (the store and codec are tested in test_temporal)."""
+"""compress/open/info/CLI with the temporal model and the neural (INR) mode (their stores are
+tested in test_temporal and test_inr): the same surface as the chunked modes."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ def test_compress_open_temporal(tmp_path):
     s = np.maximum(np.sqrt(np.median(syn.data, axis=0)), 1.0)
     assert np.all(np.abs(back.astype(float) - syn.data) <= 0.5 * s * 1.04 + 0.5)
     np.testing.assert_array_equal(arr[2:4, 10:20].values, back[2:4, 10:20])
+    assert arr.bigcomp.compressed_size() == res.stored_bytes
+    assert arr.bigcomp.ratio() == res.ratio
 
 
 def test_temporal_rejects_unknown_option(tmp_path):
@@ -49,6 +52,12 @@ def test_cli_temporal(tmp_path):
     ])
     assert result.exit_code == 0, result.output
     assert bigcomp.open(tmp_path / "out.zarr").shape == syn.data.shape
+    info = CliRunner().invoke(app, ["info", str(tmp_path / "out.zarr")])
+    assert info.exit_code == 0, info.output
+    assert "temporal q=1σ" in info.output
+    assert "kept exactly" in info.output
+    ratio = bigcomp.open(tmp_path / "out.zarr").bigcomp.ratio()
+    assert f"{ratio:.2f}x" in info.output
 
 
 def test_compress_open_inr(tmp_path):
@@ -65,4 +74,38 @@ def test_compress_open_inr(tmp_path):
     arr = bigcomp.open(res.path)
     assert arr.attrs["bigcomp"]["mode"] == "inr"
     assert arr.shape == syn.data.shape
+    assert arr.dims == ("z", "y", "x")
     np.testing.assert_array_equal(arr[:, 16:, :16].values, arr.values[:, 16:, :16])
+    assert arr.bigcomp.compressed_size() == res.stored_bytes  # every stored byte
+    assert arr.bigcomp.ratio() == res.ratio
+
+
+def test_cli_inr(tmp_path):
+    import pytest
+
+    pytest.importorskip("torch")
+    import tifffile
+
+    from bigcomp.datasets import light_sheet
+
+    syn = light_sheet((8, 64, 64), seed=5)
+    tifffile.imwrite(tmp_path / "in.tif", syn.data)
+    cam = ["--gain", syn.gain, "--offset", syn.offset, "--read-noise", syn.read_noise]
+    result = CliRunner().invoke(app, [str(a) for a in [
+        "compress", tmp_path / "in.tif", tmp_path / "i.zarr", "--inr", "--target-ratio", 30,
+        "--steps", 20, "--no-progress", *cam]])
+    assert result.exit_code == 0, result.output
+    assert "not noise-exact" in result.output
+    arr = bigcomp.open(tmp_path / "i.zarr")
+    assert arr.attrs["bigcomp"]["training"]["target_ratio"] == 30
+    assert arr.bigcomp.ratio() > 20
+    info = CliRunner().invoke(app, ["info", str(tmp_path / "i.zarr")])
+    assert info.exit_code == 0, info.output
+    assert "inr (neural, not noise-exact)" in info.output
+    assert "target ratio 30" in info.output
+    for bad, message in ([["--target-ratio", "20"], "options of --inr"],
+                         [["--inr", "--lossless"], "choose one of"]):
+        res = CliRunner().invoke(app, [str(a) for a in [
+            "compress", tmp_path / "in.tif", tmp_path / "x.zarr", *bad, *cam]])
+        assert res.exit_code == 2
+        assert message in res.output

@@ -39,6 +39,7 @@ import itertools
 import math
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -581,7 +582,8 @@ def compress_inr(data: Any, dest: str | os.PathLike, *, camera: CameraModel | No
                  batch: int = 2048, lr: float = 1e-2,
                  w0: float = 30.0, domain: str = "auto", init: str = "auto",
                  device: str = "cpu", seed: int = 0, overwrite: bool = False,
-                 allocate: bool = True, progress=None) -> str:
+                 allocate: bool = True, progress=None, dims: Sequence[str] | None = None
+                 ) -> str:
     """Compress an array with per-tile implicit neural representations (lossy, extreme ratios).
 
     Not noise-exact: for archiving and sharing visually faithful copies at 100–2000×. Each
@@ -635,6 +637,10 @@ def compress_inr(data: Any, dest: str | os.PathLike, *, camera: CameraModel | No
         Seed of all random choices (training is reproducible on one device and torch build).
     overwrite : bool
         Replace ``dest`` if it exists.
+    progress : callable, optional
+        Called as ``progress(tiles_done, tiles)`` after each group of tiles is trained.
+    dims : sequence of str, optional
+        Axis names, stored for :func:`bigcomp.open` (default ``dim_0``, ``dim_1``, ...).
 
     Returns
     -------
@@ -658,6 +664,9 @@ def compress_inr(data: Any, dest: str | os.PathLike, *, camera: CameraModel | No
                          batch, domain, init, depth)
     if os.path.exists(os.fspath(dest)) and not overwrite:
         raise ParameterError(f"{os.fspath(dest)} exists; pass overwrite=True to replace it")
+    axis_names = None if dims is None else [str(d) for d in dims]  # (`dims` is reused below)
+    if axis_names is not None and len(axis_names) != data.ndim:
+        raise ParameterError(f"dims {axis_names} do not name the {data.ndim} axes of the data")
     if tile is None and target_ratio is not None:
         tile = _auto_tile(data.shape, np.dtype(data.dtype).itemsize, float(target_ratio),
                           depth, bits)
@@ -795,6 +804,8 @@ def compress_inr(data: Any, dest: str | os.PathLike, *, camera: CameraModel | No
                          "seconds": round(time.perf_counter() - t0, 3)}}
     if widths is not None:
         meta["widths"] = "per_tile"
+    if axis_names is not None:
+        meta["dims"] = axis_names
     stored_shared = shared if meta["shared"] == "stored" else None
 
     def encode(cd: np.ndarray) -> list[bytes]:
