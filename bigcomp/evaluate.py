@@ -9,10 +9,13 @@ It returns a pandas DataFrame (one row per mode/peer) and optionally writes a re
 (``report.md``, ``report.html``, PNG plots).
 
 Method specs are strings: a name, then ``:key=value`` options. bigcomp modes: ``lossless``,
-``wnl:q=1`` (``:order=pq``, ``:coder=fast``). Peers: ``zstd`` (``:level=19``), ``blosc``,
+``wnl:q=1`` (``:order=pq``, ``:coder=fast``), ``temporal:q=1`` (``:threshold=4``,
+``:noise=camera``; over the first axis, or ``t``), ``inr:ratio=500`` (or ``:psnr=40``,
+``:steps=...``, ``:device=cuda``; needs the ``inr`` extra). The chunked modes go chunk by
+chunk, as a zarr store would; temporal and inr compress the whole (region of the) array into
+a temporary store and count every byte it stores. Peers: ``zstd`` (``:level=19``), ``blosc``,
 ``jpegxl`` (lossless; ``:distance=1`` for lossy), ``sz3`` (at each ``q`` of the wnl modes, or
-``sz3:q=1``). Names of modes not in this version (``temporal``, ``inr``, ``x265``) are
-accepted and reported as not available.
+``sz3:q=1``). ``x265`` is accepted and reported as not available.
 
 Needs the ``eval`` extra (scikit-image, scipy, pandas, matplotlib); peers need their own
 packages (the ``bench`` extra) and are reported as not installed otherwise.
@@ -42,7 +45,7 @@ __all__ = ["DEFAULT_MODES", "DEFAULT_PEERS", "Evaluation", "evaluate", "evaluate
 DEFAULT_MODES = ("lossless", "wnl:q=1", "wnl:q=2", "wnl:q=4")
 DEFAULT_PEERS = ("zstd", "blosc", "jpegxl", "sz3")
 NOT_AVAILABLE = "not available in this version"
-_FUTURE = {"temporal": "bigcomp", "inr": "bigcomp", "x265": "peer"}
+_FUTURE = {"x265": "peer"}
 
 
 @dataclass
@@ -55,6 +58,8 @@ class Method:
     encode: Callable[[np.ndarray], bytes] | None = None
     decode: Callable[[bytes, np.ndarray], np.ndarray] | None = None
     note: str = ""
+    # whole-array methods (temporal, inr): ``whole(array) -> (decoded, stored bytes)``
+    whole: Callable[[np.ndarray], tuple[np.ndarray, int]] | None = None
 
 
 @dataclass
@@ -84,6 +89,8 @@ def _bigcomp(spec: str, camera: CameraModel) -> Method:
     name, o = _parse_spec(spec)
     if name in _FUTURE:
         return Method(name, "bigcomp", math.nan, note=NOT_AVAILABLE)
+    if name in ("temporal", "inr"):
+        return _store_method(name, o, camera)
     if name not in ("lossless", "wnl"):
         raise ValueError(f"unknown bigcomp mode {spec!r}: use lossless, wnl:q=<σ>, "
                          "temporal or inr")
@@ -94,6 +101,45 @@ def _bigcomp(spec: str, camera: CameraModel) -> Method:
     label += "".join(f" {k}={v}" for k, v in o.items() if k != "q")
     return Method(label, "bigcomp", q, lambda a: encode_chunk(a, **kw),
                   lambda b, like: decode_chunk(b))
+
+
+def _option_value(text: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _store_method(name: str, o: dict[str, str], camera: CameraModel) -> Method:
+    """``temporal`` or ``inr``: compressed as a whole into a temporary store."""
+    options = {k: _option_value(v) for k, v in o.items()}
+    if name == "temporal":
+        q = float(options.pop("q", 1.0))
+        label = f"bigcomp temporal q={q:g}"
+    else:
+        q = math.nan  # not noise-exact
+        for short, key in (("ratio", "target_ratio"), ("psnr", "target_psnr")):
+            if short in options:
+                options[key] = float(options.pop(short))
+        if "target_ratio" not in options and "target_psnr" not in options:
+            options["target_ratio"] = 500.0
+        label = "bigcomp inr"
+    label += "".join(f" {k}={v}" for k, v in o.items() if k != "q")
+
+    def whole(a: np.ndarray) -> tuple[np.ndarray, int]:
+        import tempfile
+
+        from .pipeline import compress
+        from .pipeline import open as open_store
+
+        with tempfile.TemporaryDirectory() as tmp:
+            res = compress(a, os.path.join(tmp, "store.zarr"), mode=name, q=q if q > 0 else 1.0,
+                           camera=camera, progress=False, scheduler="synchronous", **options)
+            return np.asarray(open_store(res.path).values), res.stored_bytes
+
+    return Method(label, "bigcomp", q, whole=whole)
 
 
 def _peer(spec: str, camera: CameraModel, qs: Sequence[float]) -> list[Method]:
@@ -212,6 +258,10 @@ def _roundtrip(x: Any, m: Method) -> tuple[Any, int]:
     import dask
     import dask.array as da
 
+    if m.whole is not None:
+        back, nbytes = m.whole(np.asarray(x))
+        return da.from_array(back, chunks=x.chunks), nbytes
+
     def one(block: np.ndarray) -> tuple[np.ndarray, int]:
         blob = m.encode(np.ascontiguousarray(block))
         back = np.asarray(m.decode(blob, block))
@@ -313,7 +363,7 @@ def run_evaluation(data: Any, *, camera: CameraModel | None = None,
     for m in methods:
         row: dict[str, Any] = {"method": m.name, "kind": m.kind, "q": m.q, "note": m.note}
         rows.append(row)
-        if m.encode is None:
+        if m.encode is None and m.whole is None:
             continue
         try:
             dec, nbytes = _roundtrip(x, m)
@@ -441,7 +491,8 @@ def _threshold(text: str) -> float | str:
 def evaluate_command(
     input: Annotated[Path, typer.Argument(help="Raw data: .tif/.tiff or .npy.", exists=True,
                                           dir_okay=False)],
-    modes: Annotated[str, typer.Option(help="bigcomp modes, comma-separated.")] =
+    modes: Annotated[str, typer.Option(help="bigcomp modes, comma-separated: lossless, "
+                                            "wnl:q=1, temporal:q=1, inr:ratio=500, ...")] =
     ",".join(DEFAULT_MODES),
     peers: Annotated[str, typer.Option(help="Peers, comma-separated (zstd, blosc, jpegxl, "
                                             "sz3, x265); '' for none.")] =

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import numpy as np
@@ -26,16 +27,16 @@ def light():
 @pytest.fixture(scope="module")
 def report(light, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    table = evaluate(light, modes=("lossless", "wnl:q=1", "temporal"),
+    table = evaluate(light, modes=("lossless", "wnl:q=1", "temporal:q=1",
+                                   "inr:ratio=20:steps=20"),
                      peers=("zstd", "sz3", "x265"), out=out)
     return table, out
 
 
 def test_table_rows_and_notes(report):
     table, _ = report
-    assert list(table.index) == ["bigcomp lossless", "bigcomp wnl q=1", "temporal", "zstd -3",
-                                 "SZ3 q=1", "x265"]
-    assert table.loc["temporal", "note"] == NOT_AVAILABLE
+    assert list(table.index) == ["bigcomp lossless", "bigcomp wnl q=1", "bigcomp temporal q=1",
+                                 "bigcomp inr ratio=20 steps=20", "zstd -3", "SZ3 q=1", "x265"]
     assert table.loc["x265", "note"] == NOT_AVAILABLE
     assert math.isnan(table.loc["x265", "ratio"])
     lossless = table.loc["bigcomp lossless"]
@@ -47,6 +48,22 @@ def test_table_rows_and_notes(report):
     assert 0 < q1["max_err_sigma"] <= 0.5
     assert q1["ratio"] > lossless["ratio"] > 1
     assert 1.0 < q1["noise_excess"] < 1.1  # q=1: error barely above the noise itself
+
+
+def test_whole_array_modes(light, report):
+    """temporal and inr are compressed as one store; their ratio counts every stored byte."""
+    table, _ = report
+    temporal = table.loc["bigcomp temporal q=1"]
+    assert temporal["ratio"] > 1
+    assert temporal["max_err_sigma"] < 10  # outliers exact, the rest within ~q/2 of the noise
+    inr = table.loc["bigcomp inr ratio=20 steps=20"]
+    if importlib.util.find_spec("torch") is None:
+        assert "ImportError" in inr["note"] or "torch" in inr["note"]
+        return
+    assert inr["note"] == ""
+    assert math.isnan(inr["q"])
+    assert 15 < inr["ratio"] < 25
+    assert inr["psnr_db"] > 20
 
 
 def test_numbers_match_metrics(light, report):
