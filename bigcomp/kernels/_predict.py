@@ -178,6 +178,12 @@ def encode_rows(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi,
     acc = np.empty(n_cols, inter_c.dtype)
     sel_intra = _vector_taps(intra, False)
     sel_inter = _vector_taps(inter, False)
+    # per predictor, once: rounding term, flip mask, the window where all taps fit
+    rnd_a, rnd_b = _rounding(intra_c, intra_s), _rounding(inter_c, inter_s)
+    left_a, on_a = _flip_mask(intra_s, orient)
+    left_b, on_b = _flip_mask(inter_s, orient)
+    win_a = _window(intra, n_cols)
+    win_b = _window(inter, n_cols)
     for g in range(r0, r1):
         p = g // n_rows
         y = g - p * n_rows
@@ -185,9 +191,10 @@ def encode_rows(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi,
         taps = inter if has_prev else intra
         coefs = inter_c if has_prev else intra_c
         shift = inter_s if has_prev else intra_s
-        rnd = _rounding(coefs, shift)
-        left, on = _flip_mask(shift, orient)
-        dymin, dymax, x0, x1 = _window(taps, n_cols)
+        rnd = rnd_b if has_prev else rnd_a
+        left = left_b if has_prev else left_a
+        on = on_b if has_prev else on_a
+        dymin, dymax, x0, x1 = win_b if has_prev else win_a
         row = (g - r0) * n_cols
         inner = y + dymin >= 0 and y + dymax < n_rows and x1 > x0
         if inner:
