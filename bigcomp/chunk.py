@@ -150,7 +150,7 @@ def encode_chunk(
         Quantise-then-predict (parallel) or predict-then-quantise (closed-loop DPCM).
     coder : {"fast", "max", "rice"}
         Bit-packed blocks of 32 (fastest), context-modelled rANS (smallest), or Golomb-Rice
-        blocks of 64 (within ~10 % of ``max`` at several times its speed).
+        blocks of 64 (within ~10 % of ``max``, encoding about twice as fast).
 
     Returns
     -------

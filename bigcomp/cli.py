@@ -152,7 +152,7 @@ def compress(
     )] = None,
     coder: Annotated[str, typer.Option(help="'max' (smallest), 'rice' (near max, faster) or 'fast' (fastest).")] = "max",
     order: Annotated[str, typer.Option(
-        help="'qp' quantise then predict, or 'pq' predict then quantise (sparse data).")] = "qp",
+        help="'qp' quantise then predict, or 'pq' predict then quantise (slower, larger).")] = "qp",
     dataset: Annotated[str | None, typer.Option(
         help="Dataset inside an HDF5 file / array inside a zarr group.")] = None,
     dims: Annotated[str | None, typer.Option(
