@@ -310,10 +310,15 @@ bigcomp evaluate movie.tif --modes lossless,wnl:q=1,wnl:q=2 --peers zstd,sz3 \\
 
 `data` may be numpy, dask or a `bigcomp.datasets.Synthetic` (which brings its camera, noise-free
 `truth` and ground-truth `spots`). Method specs: `lossless`, `wnl:q=1` (`:order=pq`,
-`:coder=fast`), peers `zstd` (`:level=19`), `blosc`, `jpegxl` (lossless; `jpegxl:distance=1`
-for lossy), `sz3` (at each q of the wnl modes, absolute bound q/2 on the float32 VST, then
-inverse, rounded); `temporal`, `inr` and `x265` are accepted and reported as not available in
-this version. The individual metrics are in `bigcomp.metrics` and work chunk-wise on dask arrays.
+`:coder=fast`), `temporal:q=1` (`:threshold=4`, `:noise=camera`; the first axis, or `t`, is
+time) and `inr:ratio=500` (`:psnr=40`, `:steps=…`, `:device=cuda`; the `inr` extra), which
+compress the whole (region of the) array into a temporary store and count every byte it
+stores; peers `zstd` (`:level=19`), `blosc`, `jpegxl` (lossless; `jpegxl:distance=1` for
+lossy), `sz3` (at each q of the wnl modes, absolute bound q/2 on the float32 VST, then
+inverse, rounded), `x265` (`:crf=28`, `:bits=12`) and `x264` (`:crf=23`, `:bits=8`): the
+planes of the whole (region of the) array as one grey video through ffmpeg, scaled from the
+data's range (`bigcomp.video`; reported as not installed without ffmpeg). The individual
+metrics are in `bigcomp.metrics` and work chunk-wise on dask arrays.
 
 What the columns mean:
 

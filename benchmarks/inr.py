@@ -27,8 +27,6 @@ import argparse
 import glob
 import math
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +36,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from bigcomp import datasets
+from bigcomp import datasets, video
 from bigcomp.inr import compress_inr, inr_info, open_inr
 from bigcomp.metrics import psnr, ssim
 from bigcomp.noise import CameraModel
@@ -113,32 +111,10 @@ def jpegxl(a, d):
     return sum(len(b) for b in bufs), back.astype(a.dtype)
 
 
-def have_x265() -> bool:
-    if shutil.which("ffmpeg") is None:
-        return False
-    r = subprocess.run(["ffmpeg", "-hide_banner", "-encoders"], capture_output=True, text=True,
-                       check=False)
-    return "libx265" in r.stdout
-
-
 def h265(a, crf):
-    s, par = _scaled(a, 12)
-    planes = s.reshape(-1, *a.shape[-2:])
-    h, w = planes.shape[1:]
-    ph, pw = -h % 8, -w % 8
-    planes = np.pad(planes, ((0, 0), (0, ph), (0, pw)), mode="edge")
-    with tempfile.TemporaryDirectory() as tmp:
-        src, enc, dec = (os.path.join(tmp, n) for n in ("in.raw", "out.hevc", "dec.raw"))
-        planes.astype("<u2").tofile(src)
-        size = f"{w + pw}x{h + ph}"
-        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "gray12le",
-                        "-s", size, "-r", "25", "-i", src, "-c:v", "libx265", "-preset", "medium",
-                        "-crf", str(crf), "-x265-params", "log-level=error", enc], check=True)
-        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", enc, "-f", "rawvideo", "-pix_fmt",
-                        "gray12le", dec], check=True)
-        back = np.fromfile(dec, "<u2").reshape(planes.shape)[:, :h, :w]
-        n = os.path.getsize(enc)
-    return n, _unscale(back.reshape(a.shape), par, a.dtype)
+    """libx265 through ffmpeg, 12-bit grey, planes as frames (bigcomp.video; + 16 bytes for the
+    scale parameters)."""
+    return video.roundtrip(a, codec="libx265", crf=crf, bits=12)
 
 
 def sz3(a, rel):
@@ -203,7 +179,7 @@ def main(argv=None) -> None:
     except ImportError:
         sys.exit("the INR benchmark needs torch: pip install 'bigcomp[inr]'")
     peers = {} if args.no_peers else dict(PEERS)
-    if not args.no_peers and not have_x265():
+    if not args.no_peers and not video.available("libx265"):
         print("ffmpeg with libx265 not found: H.265 skipped")
         peers.pop("H.265")
     rows, speed = [], []

@@ -15,7 +15,9 @@ Method specs are strings: a name, then ``:key=value`` options. bigcomp modes: ``
 chunk, as a zarr store would; temporal and inr compress the whole (region of the) array into
 a temporary store and count every byte it stores. Peers: ``zstd`` (``:level=19``), ``blosc``,
 ``jpegxl`` (lossless; ``:distance=1`` for lossy), ``sz3`` (at each ``q`` of the wnl modes, or
-``sz3:q=1``). ``x265`` is accepted and reported as not available.
+``sz3:q=1``), ``x265`` (``:crf=28``, ``:bits=12``) and ``x264`` (``:crf=23``, ``:bits=8``):
+the planes of the whole (region of the) array as one grey video through ffmpeg
+(:mod:`bigcomp.video`; reported as not installed without it).
 
 Needs the ``eval`` extra (scikit-image, scipy, pandas, matplotlib); peers need their own
 packages (the ``bench`` extra) and are reported as not installed otherwise.
@@ -44,8 +46,6 @@ __all__ = ["DEFAULT_MODES", "DEFAULT_PEERS", "Evaluation", "evaluate", "evaluate
 
 DEFAULT_MODES = ("lossless", "wnl:q=1", "wnl:q=2", "wnl:q=4")
 DEFAULT_PEERS = ("zstd", "blosc", "jpegxl", "sz3")
-NOT_AVAILABLE = "not available in this version"
-_FUTURE = {"x265": "peer"}
 
 
 @dataclass
@@ -87,8 +87,6 @@ def _bigcomp(spec: str, camera: CameraModel) -> Method:
     from .chunk import decode_chunk, encode_chunk
 
     name, o = _parse_spec(spec)
-    if name in _FUTURE:
-        return Method(name, "bigcomp", math.nan, note=NOT_AVAILABLE)
     if name in ("temporal", "inr"):
         return _store_method(name, o, camera)
     if name not in ("lossless", "wnl"):
@@ -144,11 +142,12 @@ def _store_method(name: str, o: dict[str, str], camera: CameraModel) -> Method:
 
 def _peer(spec: str, camera: CameraModel, qs: Sequence[float]) -> list[Method]:
     name, o = _parse_spec(spec)
-    if name in _FUTURE:
-        return [Method(name, "peer", math.nan, note=NOT_AVAILABLE)]
-    makers = {"zstd": _zstd, "blosc": _blosc, "jpegxl": _jpegxl, "sz3": _sz3}
+    makers = {"zstd": _zstd, "blosc": _blosc, "jpegxl": _jpegxl, "sz3": _sz3, "x264": _video,
+              "x265": _video}
     if name not in makers:
-        raise ValueError(f"unknown peer {spec!r}: use one of {[*sorted(makers), 'x265']}")
+        raise ValueError(f"unknown peer {spec!r}: use one of {sorted(makers)}")
+    if name in ("x264", "x265"):
+        return [_video(name, **o)]
     try:
         if name == "sz3":
             return [_sz3(camera, float(q)) for q in ([o["q"]] if "q" in o else qs)]
@@ -205,6 +204,25 @@ def _jpegxl(effort: str = "3", distance: str | None = None) -> Method:
     lossy = distance is not None
     return Method(f"JPEG-XL {'distance ' + distance if lossy else 'lossless'}", "peer",
                   math.nan if lossy else 0.0, enc, dec, "per 2-D plane")
+
+
+def _video(name: str, crf: str | None = None, bits: str | None = None) -> Method:
+    """x264/x265 through ffmpeg: the planes of the whole (region of the) array as one grey
+    video (:mod:`bigcomp.video`)."""
+    from . import video
+
+    codec = "lib" + name
+    crf = crf or ("23" if name == "x264" else "28")
+    bits = bits or ("8" if name == "x264" else "12")
+    label = f"{name} crf {crf}, {bits}-bit"
+    if not video.available(codec):
+        return Method(label, "peer", math.nan, note=f"not installed (ffmpeg with {codec})")
+
+    def whole(a: np.ndarray) -> tuple[np.ndarray, int]:
+        nbytes, back = video.roundtrip(a, codec=codec, crf=int(crf), bits=int(bits))
+        return back, nbytes
+
+    return Method(label, "peer", math.nan, note="planes as frames", whole=whole)
 
 
 def _sz3(camera: CameraModel, q: float) -> Method:
@@ -419,8 +437,7 @@ def evaluate(data: Any, *, camera: CameraModel | None = None,
     camera : CameraModel
         Camera noise model (σ units, VST-domain peers). ``bigcomp.estimate_camera`` gives one.
     modes, peers : sequence of str
-        Method specs (see the module notes); unknown-but-planned names become rows marked
-        "not available in this version".
+        Method specs (see the module notes).
     truth : array_like, optional
         Noise-free image: adds ``noise_excess`` = RMS(decoded − truth) / RMS(original − truth)
         and ``truth_rms_sigma`` (RMS of VST(decoded) − VST(truth); the noise alone gives ≈ 1).
@@ -495,7 +512,7 @@ def evaluate_command(
                                             "wnl:q=1, temporal:q=1, inr:ratio=500, ...")] =
     ",".join(DEFAULT_MODES),
     peers: Annotated[str, typer.Option(help="Peers, comma-separated (zstd, blosc, jpegxl, "
-                                            "sz3, x265); '' for none.")] =
+                                            "sz3, x264, x265); '' for none.")] =
     ",".join(DEFAULT_PEERS),
     out: Annotated[Path | None, typer.Option(help="Report folder (report.md, .html, PNGs).")]
     = None,

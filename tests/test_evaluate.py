@@ -13,9 +13,9 @@ pytest.importorskip("skimage")
 pytest.importorskip("pandas")
 pytest.importorskip("matplotlib")
 
-from bigcomp import datasets, metrics
+from bigcomp import datasets, metrics, video
 from bigcomp.chunk import decode_chunk, encode_chunk
-from bigcomp.evaluate import NOT_AVAILABLE, evaluate, evaluate_command, parse_region
+from bigcomp.evaluate import evaluate, evaluate_command, parse_region
 from bigcomp.noise import CameraModel
 
 
@@ -35,10 +35,16 @@ def report(light, tmp_path_factory):
 
 def test_table_rows_and_notes(report):
     table, _ = report
+    x265 = "x265 crf 28, 12-bit"
     assert list(table.index) == ["bigcomp lossless", "bigcomp wnl q=1", "bigcomp temporal q=1",
-                                 "bigcomp inr ratio=20 steps=20", "zstd -3", "SZ3 q=1", "x265"]
-    assert table.loc["x265", "note"] == NOT_AVAILABLE
-    assert math.isnan(table.loc["x265", "ratio"])
+                                 "bigcomp inr ratio=20 steps=20", "zstd -3", "SZ3 q=1", x265]
+    if video.available("libx265"):
+        assert table.loc[x265, "note"] == "planes as frames"
+        assert table.loc[x265, "ratio"] > 5
+        assert table.loc[x265, "psnr_db"] > 30
+    else:
+        assert "not installed" in table.loc[x265, "note"]
+        assert math.isnan(table.loc[x265, "ratio"])
     lossless = table.loc["bigcomp lossless"]
     assert lossless["psnr_db"] == math.inf
     assert lossless["dice"] == 1.0
@@ -90,7 +96,7 @@ def test_report_files(report):
         assert (out / name).stat().st_size > 0, name
     md = (out / "report.md").read_text()
     assert "bigcomp wnl q=1" in md
-    assert NOT_AVAILABLE in md
+    assert "x265 crf 28, 12-bit" in md
     assert "<table>" in (out / "report.html").read_text()
 
 
