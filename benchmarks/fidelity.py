@@ -278,7 +278,10 @@ as large as 1σ quantisation (SZ3 at the same bound: 0.9724); on the other four 
 holds, at the noise reference.
 
 Lossless peers keep every metric exact at 2–5×; SZ3 at the same bound gives 5–10 % less ratio
-(about the same on the diffraction frames) and a real error above q/2 after rounding.
+(about the same on the diffraction frames) and a real error above q/2 after rounding. x265
+(crf 28, 12-bit, planes as frames) is the other end: 270–2 760× with errors up to 17–180σ,
+Dice 0.67–0.98 and spot localisation errors 75–140 % larger than the original's — what a
+general video codec does to measurements at the ratios it is usually run at.
 """
 
 USAGE = """\
