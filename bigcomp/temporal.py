@@ -385,7 +385,10 @@ def compress_temporal(data, dest: str | os.PathLike, *, time_axis: int | str = 0
     xr = x.rechunk((tuple(b - a for a, b in bounds), *tile))
     ntiles = xr.numblocks[1:]
     path = os.fspath(dest)
-    meta = {"mode": "temporal", "layout_version": LAYOUT_VERSION, "uuid": uuid.uuid4().hex,
+    from . import __version__
+
+    meta = {"mode": "temporal", "layout_version": LAYOUT_VERSION, "version": __version__,
+            "uuid": uuid.uuid4().hex,
             "shape": list(shape), "dims": dims, "time_axis": t_ax, **params.to_dict(),
             "window": None if window is None else int(window), "blocks": bounds,
             "tchunks": [list(c) for c in tchunks], "tile": list(tile), "bound": BOUND,

@@ -55,6 +55,7 @@ def test_cli_temporal(tmp_path):
     info = CliRunner().invoke(app, ["info", str(tmp_path / "out.zarr")])
     assert info.exit_code == 0, info.output
     assert "temporal q=1σ" in info.output
+    assert bigcomp.__version__ in info.output  # the version that wrote the store
     assert "kept exactly" in info.output
     ratio = bigcomp.open(tmp_path / "out.zarr").bigcomp.ratio()
     assert f"{ratio:.2f}x" in info.output
@@ -103,6 +104,7 @@ def test_cli_inr(tmp_path):
     assert info.exit_code == 0, info.output
     assert "inr (neural, not noise-exact)" in info.output
     assert "target ratio 30" in info.output
+    assert bigcomp.__version__ in info.output
     for bad, message in ([["--target-ratio", "20"], "options of --inr"],
                          [["--inr", "--lossless"], "choose one of"]):
         res = CliRunner().invoke(app, [str(a) for a in [

@@ -788,7 +788,10 @@ def compress_inr(data: Any, dest: str | os.PathLike, *, camera: CameraModel | No
         codes = np.zeros((0, len(shapes)), np.uint8)
     t_train = time.perf_counter() - t1
     table = np.stack([means, scales], axis=1)
+    from .. import __version__
+
     meta = {"mode": "inr", "format_version": 2 if widths is None else FORMAT_VERSION,
+            "version": __version__,
             "shape": list(data.shape),
             "dtype": dtype.str, "tile": list(grid.tile), "width": int(width), "depth": depth,
             "w0": float(w0), "bits": int(bits), "pack_tiles": int(pack_tiles),
