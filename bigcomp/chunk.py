@@ -220,7 +220,7 @@ def encode_chunk(
             # escapes (0.5-5 % of pixels at q = 1σ): their small offsets follow the pixels'
             # symbols in the payload (format version 4), not 16 raw bits each
             n_offsets = offsets.size
-            symbols = np.concatenate([symbols, ((offsets << 1) ^ (offsets >> 63)).astype(np.uint32)])
+            symbols = np.concatenate([symbols, _coders.zigzag(offsets).astype(np.uint32)])
     row_length = shape3[2]
     if coder == "fast" and symbols is None:
         payload = encode_fast_fused(
@@ -323,8 +323,7 @@ def decode_chunk(buf, out: np.ndarray | None = None) -> np.ndarray:
     elif header.mode == "wnl" and header.order == "pq":
         table = _dpcm_table(cam, header.q, dtype)
         if n_offsets:
-            z = symbols[n:].astype(np.int64)
-            escapes, symbols = (z >> 1) ^ -(z & 1), symbols[:n]
+            escapes, symbols = _coders.unzigzag(symbols[n:]), symbols[:n]
         try:
             values = dpcm_decode(symbols, escapes.astype(np.int64), shape3, nz, table, intra,
                                  inter, offsets=bool(n_offsets), parallel=parallel)

@@ -56,7 +56,7 @@ from crc32c import crc32c
 
 from .chunk import decode_chunk, encode_chunk
 from .errors import CorruptChunkError, FormatVersionError, ParameterError
-from .kernels._coders import decode_max, encode_max
+from .kernels._coders import decode_max, encode_max, unzigzag, zigzag
 from .noise import CameraModel
 
 __all__ = [
@@ -191,16 +191,6 @@ def fit_model(x: np.ndarray, params: TemporalParams) -> tuple[np.ndarray, np.nda
 
 
 # -------------------------------------------------------------------------------- payloads
-def _zigzag(v: np.ndarray) -> np.ndarray:
-    v = np.asarray(v, np.int64)
-    return ((v << 1) ^ (v >> 63)).astype(np.uint64)
-
-
-def _unzigzag(u: np.ndarray) -> np.ndarray:
-    u = np.asarray(u, np.uint64)
-    return ((u >> np.uint64(1)).astype(np.int64)) ^ -((u & np.uint64(1)).astype(np.int64))
-
-
 def _sections(parts: list[bytes]) -> bytes:
     head = np.array([len(parts), *map(len, parts)], "<u4").tobytes()
     return head + b"".join(parts)
@@ -281,11 +271,11 @@ def _encode_median(m: np.ndarray) -> bytes:
     esc = np.flatnonzero(v.ravel() - base > span)
     if esc.size <= n // 100:
         small = np.minimum(v - base, span).astype(np.uint8 if span == 255 else np.uint16)
-        escv = _zigzag(v.ravel()[esc] - base)
+        escv = zigzag(v.ravel()[esc] - base)
         return _pack("median", 0, n, [np.int64(base).tobytes(), encode_chunk(small, q=0),
                                       np.uint32(esc.size).tobytes(), _encode_gaps(esc),
                                       encode_max(escv.astype(np.uint32), 1)])
-    d = _zigzag(np.diff(v.ravel(), prepend=0))
+    d = zigzag(np.diff(v.ravel(), prepend=0))
     if int(d.max()) < (1 << 32):
         return _pack("median", 1, n, [encode_max(d.astype(np.uint32), m.shape[-1])])
     return _pack("median", 2, n, [_shuffled(m)])
@@ -302,9 +292,9 @@ def _decode_median(buf, shape: tuple[int, ...], dtype: np.dtype, where: str) -> 
             v = decode_chunk(parts[1]).astype(np.int64).reshape(-1) + base
             nesc = int(np.frombuffer(parts[2], "<u4")[0])
             esc = _decode_gaps(parts[3], nesc)
-            v[esc] = _unzigzag(decode_max(parts[4], nesc, 1)) + base
+            v[esc] = unzigzag(decode_max(parts[4], nesc, 1)) + base
         elif variant == 1:
-            v = np.cumsum(_unzigzag(decode_max(parts[0], n, shape[-1])))
+            v = np.cumsum(unzigzag(decode_max(parts[0], n, shape[-1])))
         elif variant == 2:
             return _unshuffled(parts[0], dtype, n).astype(dtype).reshape(shape)
         else:
@@ -388,11 +378,11 @@ def encode_block(x: np.ndarray, m: np.ndarray, s: np.ndarray,
 
     # residuals: keep the smallest of the coders that apply
     rl = x.shape[-1] if x.ndim > 1 else 1
-    cands = [(0, encode_max(_zigzag(k).astype(np.uint32).ravel(), rl))]
+    cands = [(0, encode_max(zigzag(k).astype(np.uint32).ravel(), rl))]
     if k.shape[0] > 1:
         d = k.copy()
         d[1:] -= k[:-1]
-        cands.append((1, encode_max(_zigzag(d).astype(np.uint32).ravel(), rl)))
+        cands.append((1, encode_max(zigzag(d).astype(np.uint32).ravel(), rl)))
     if k.size and np.abs(k).max() <= 127:
         cands.append((2, encode_chunk((k + 127).astype(np.uint8), q=0)))
     variant, best = min(cands, key=lambda c: len(c[1]))
@@ -404,7 +394,7 @@ def encode_block(x: np.ndarray, m: np.ndarray, s: np.ndarray,
         ov, vals = 1, _shuffled(x.reshape(-1)[idx])
     else:
         mb = np.broadcast_to(m, x.shape).reshape(-1)[idx].astype(np.int64)
-        ov, vals = _max_or_raw(_zigzag(x.reshape(-1)[idx].astype(np.int64) - mb), 1)
+        ov, vals = _max_or_raw(zigzag(x.reshape(-1)[idx].astype(np.int64) - mb), 1)
     outl = _pack("outliers", ov, idx.size, [_encode_gaps(idx), vals])
     stats = {"n": int(x.size), "outliers": int(idx.size), "forced": forced,
              "variant": variant, "max_err": max_err}
@@ -425,7 +415,7 @@ def decode_block(resid: bytes, outl: bytes, m: np.ndarray, s: np.ndarray,
         if variant == 2:
             k = decode_chunk(parts[0]).astype(np.int64).reshape(shape) - 127
         elif variant in (0, 1):
-            k = _unzigzag(decode_max(parts[0], n, rl)).reshape(shape)
+            k = unzigzag(decode_max(parts[0], n, rl)).reshape(shape)
             if variant == 1:
                 k = np.cumsum(k, axis=0)
         else:
@@ -445,10 +435,10 @@ def decode_block(resid: bytes, outl: bytes, m: np.ndarray, s: np.ndarray,
             if raw.size != count:
                 raise ValueError("outlier values have the wrong length")
             mb = np.broadcast_to(m, shape).reshape(-1)[idx].astype(np.int64)
-            x[idx] = (_unzigzag(raw) + mb).astype(dt)
+            x[idx] = (unzigzag(raw) + mb).astype(dt)
         elif variant == 0:
             mb = np.broadcast_to(m, shape).reshape(-1)[idx].astype(np.int64)
-            x[idx] = (_unzigzag(decode_max(parts[1], count, 1)) + mb).astype(dt)
+            x[idx] = (unzigzag(decode_max(parts[1], count, 1)) + mb).astype(dt)
         else:
             raise ValueError(f"unknown outlier variant {variant}")
     except (ValueError, IndexError, zlib.error) as exc:

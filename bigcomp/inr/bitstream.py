@@ -41,7 +41,7 @@ import math
 import numpy as np
 
 from ..errors import CorruptChunkError
-from ..kernels._coders import decode_max, encode_max
+from ..kernels._coders import decode_max, encode_max, unzigzag, zigzag
 
 __all__ = ["FIRST_EXTRA_BITS", "decode_pack", "decode_pack_var", "dequantise", "encode_pack",
            "encode_pack_var", "extra_bits", "layer_shapes", "level_limits", "narrow",
@@ -137,21 +137,11 @@ def dequantise(shared: np.ndarray, q: np.ndarray, codes: np.ndarray,
     return out
 
 
-def _zigzag(q: np.ndarray) -> np.ndarray:
-    q = q.astype(np.int64)
-    return ((q << 1) ^ (q >> 63)).astype(np.uint32)
-
-
-def _unzigzag(z: np.ndarray) -> np.ndarray:
-    z = z.astype(np.int64)
-    return ((z >> 1) ^ -(z & 1)).astype(np.int32)
-
-
 def encode_pack(q: np.ndarray, codes: np.ndarray) -> bytes:
     """Bytes of one pack: ``codes (k, L)`` then the entropy-coded levels ``q (k, P)``."""
     p = q.shape[1]
     return (np.ascontiguousarray(codes, np.uint8).tobytes()
-            + encode_max(np.ascontiguousarray(_zigzag(q).ravel()), p))
+            + encode_max(np.ascontiguousarray(zigzag(q).astype(np.uint32).ravel()), p))
 
 
 def decode_pack(buf: bytes | np.ndarray, k: int, nlayers: int, p: int,
@@ -166,7 +156,7 @@ def decode_pack(buf: bytes | np.ndarray, k: int, nlayers: int, p: int,
         z = decode_max(raw[nc:], k * p, p)
     except ValueError as exc:
         raise CorruptChunkError(f"INR {what} is damaged: {exc}") from exc
-    return _unzigzag(z).reshape(k, p), codes
+    return unzigzag(z).astype(np.int32).reshape(k, p), codes
 
 
 def narrow(flat: np.ndarray, dims: int, width: int, new_width: int, depth: int) -> np.ndarray:
@@ -219,7 +209,7 @@ def widen(flat: np.ndarray, dims: int, width: int, new_width: int, depth: int) -
 def encode_pack_var(qs: list[np.ndarray], codes: np.ndarray, row_length: int) -> bytes:
     """Bytes of one pack of tiles with different sizes: ``codes (k, L)`` then the
     entropy-coded concatenation of the level vectors ``qs`` (format 3)."""
-    z = np.concatenate([_zigzag(np.asarray(q).ravel()) for q in qs])
+    z = np.concatenate([zigzag(np.asarray(q).ravel()).astype(np.uint32) for q in qs])
     return (np.ascontiguousarray(codes, np.uint8).tobytes()
             + encode_max(np.ascontiguousarray(z, np.uint32), int(row_length)))
 
@@ -237,6 +227,6 @@ def decode_pack_var(buf: bytes | np.ndarray, sizes: list[int], nlayers: int, row
         z = decode_max(raw[nc:], int(sum(sizes)), int(row_length))
     except ValueError as exc:
         raise CorruptChunkError(f"INR {what} is damaged: {exc}") from exc
-    q = _unzigzag(z)
+    q = unzigzag(z).astype(np.int32)
     bounds = np.cumsum([0, *sizes])
     return [q[bounds[j]:bounds[j + 1]] for j in range(k)], codes

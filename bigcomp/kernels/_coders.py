@@ -77,7 +77,20 @@ from . import _rans as R
 from ._numba import jit, pjit, use_parallel
 from ._scratch import scratch
 
-__all__ = ["decode_fast", "decode_max", "encode_fast", "encode_max"]
+__all__ = ["decode_fast", "decode_max", "encode_fast", "encode_max", "unzigzag", "zigzag"]
+
+
+def zigzag(v) -> np.ndarray:
+    """Signed integers as the unsigned symbols the coders take: 0, -1, 1, -2 -> 0, 1, 2, 3
+    (uint64; ``.astype(np.uint32)`` where they fit)."""
+    v = np.asarray(v).astype(np.int64)
+    return ((v << 1) ^ (v >> 63)).astype(np.uint64)
+
+
+def unzigzag(u) -> np.ndarray:
+    """Inverse of :func:`zigzag` (int64)."""
+    u = np.asarray(u).astype(np.uint64)
+    return (u >> np.uint64(1)).astype(np.int64) ^ -(u & np.uint64(1)).astype(np.int64)
 
 
 def _corrupt(what: str) -> ValueError:
