@@ -142,12 +142,11 @@ def _store_method(name: str, o: dict[str, str], camera: CameraModel) -> Method:
 
 def _peer(spec: str, camera: CameraModel, qs: Sequence[float]) -> list[Method]:
     name, o = _parse_spec(spec)
-    makers = {"zstd": _zstd, "blosc": _blosc, "jpegxl": _jpegxl, "sz3": _sz3, "x264": _video,
-              "x265": _video}
-    if name not in makers:
-        raise ValueError(f"unknown peer {spec!r}: use one of {sorted(makers)}")
     if name in ("x264", "x265"):
         return [_video(name, **o)]
+    makers = {"zstd": _zstd, "blosc": _blosc, "jpegxl": _jpegxl, "sz3": _sz3}
+    if name not in makers:
+        raise ValueError(f"unknown peer {spec!r}: use one of {sorted([*makers, 'x264', 'x265'])}")
     try:
         if name == "sz3":
             return [_sz3(camera, float(q)) for q in ([o["q"]] if "q" in o else qs)]
