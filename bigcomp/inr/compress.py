@@ -48,7 +48,7 @@ from ..errors import ParameterError, UnsupportedDataError
 from ..noise import CameraModel
 from . import bitstream as B
 from .model import evaluate_tile, require_torch, seeded_init
-from .store import FORMAT_VERSION, inr_info, write_store
+from .store import SIREN_VERSION, inr_info, write_store
 from .tiling import TileGrid, coordinates, tile_features
 
 __all__ = ["compress_inr"]
@@ -582,8 +582,8 @@ def compress_inr(data: Any, dest: str | os.PathLike, *, camera: CameraModel | No
                  batch: int = 2048, lr: float = 1e-2,
                  w0: float = 30.0, domain: str = "auto", init: str = "auto",
                  device: str = "cpu", seed: int = 0, overwrite: bool = False,
-                 allocate: bool = True, progress=None, dims: Sequence[str] | None = None
-                 ) -> str:
+                 allocate: bool = True, progress=None, dims: Sequence[str] | None = None,
+                 model: str = "siren", grid_options: dict | None = None) -> str:
     """Compress an array with per-tile implicit neural representations (lossy, extreme ratios).
 
     Not noise-exact: for archiving and sharing visually faithful copies at 100–2000×. Each
@@ -641,6 +641,14 @@ def compress_inr(data: Any, dest: str | os.PathLike, *, camera: CameraModel | No
         Called as ``progress(tiles_done, tiles)`` after each group of tiles is trained.
     dims : sequence of str, optional
         Axis names, stored for :func:`bigcomp.open` (default ``dim_0``, ``dim_1``, ...).
+    model : {"siren", "grid"}
+        ``"siren"``: the per-tile networks described here. ``"grid"``: learned latent grids
+        and one shared decoder (:func:`bigcomp.inr.grid.compress_grid`; +1.3 dB over the
+        SIREN at 500× on the brain stack, docs/inr.md); it takes ``camera``, ``target_ratio``,
+        ``tile``, ``domain``, ``device``, ``seed``, ``overwrite``, ``progress``, ``dims`` from
+        here and its own parameters from ``grid_options``.
+    grid_options : dict, optional
+        Keyword arguments of :func:`bigcomp.inr.grid.compress_grid` (``model="grid"`` only).
 
     Returns
     -------
@@ -659,6 +667,26 @@ def compress_inr(data: Any, dest: str | os.PathLike, *, camera: CameraModel | No
     >>> from bigcomp.datasets import light_sheet
     >>> compress_inr(light_sheet((8, 64, 64)).data, "s.zarr", target_ratio=200)  # doctest: +SKIP
     """
+    if model == "grid":
+        siren_only = {"target_psnr": (target_psnr, None), "steps": (steps, 1000),
+                      "width": (width, None), "depth": (depth, None), "bits": (bits, 6),
+                      "batch": (batch, 2048), "lr": (lr, 1e-2), "w0": (w0, 30.0),
+                      "init": (init, "auto"), "allocate": (allocate, True)}
+        given = [k for k, (v, d) in siren_only.items() if v != d]
+        if given:
+            raise ParameterError(
+                f"{', '.join(given)}: not parameters of model='grid'; pass its own "
+                "(steps, batch, hidden, levels, ...) in grid_options, see "
+                "bigcomp.inr.grid.compress_grid")
+        from .grid import compress_grid
+
+        return compress_grid(data, dest, camera=camera, target_ratio=target_ratio, tile=tile,
+                             domain=domain, device=device, seed=seed, overwrite=overwrite,
+                             progress=progress, dims=dims, **(grid_options or {}))
+    if model != "siren":
+        raise ParameterError(f"model must be 'siren' or 'grid', got {model!r}")
+    if grid_options:
+        raise ParameterError("grid_options apply to model='grid' only")
     t0 = time.perf_counter()
     data, torch = _check(data, camera, target_ratio, target_psnr, width, steps, bits, device,
                          batch, domain, init, depth)
@@ -790,7 +818,7 @@ def compress_inr(data: Any, dest: str | os.PathLike, *, camera: CameraModel | No
     table = np.stack([means, scales], axis=1)
     from .. import __version__
 
-    meta = {"mode": "inr", "format_version": 2 if widths is None else FORMAT_VERSION,
+    meta = {"mode": "inr", "format_version": 2 if widths is None else SIREN_VERSION,
             "version": __version__,
             "shape": list(data.shape),
             "dtype": dtype.str, "tile": list(grid.tile), "width": int(width), "depth": depth,

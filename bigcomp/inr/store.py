@@ -60,7 +60,8 @@ from .tiling import TileGrid
 
 __all__ = ["FORMAT_VERSION", "inr_info", "open_inr", "read_meta", "write_store"]
 
-FORMAT_VERSION = 3  # the newest version read; uniform-width stores are still written as 2
+FORMAT_VERSION = 4  # the newest version read (4: latent-grid stores, bigcomp.inr.grid.store)
+SIREN_VERSION = 3  # SIREN stores with per-tile widths; uniform-width ones are still written as 2
 PAYLOAD_CHUNK = 1 << 20
 
 
@@ -282,7 +283,12 @@ def open_inr(path: str | os.PathLike):
     from dask.highlevelgraph import HighLevelGraph
 
     meta = read_meta(path)
-    dec = _Decoder(os.fspath(path), meta)
+    if meta.get("model") == "grid":
+        from .grid.store import GridDecoder
+
+        dec = GridDecoder(os.fspath(path), meta)
+    else:
+        dec = _Decoder(os.fspath(path), meta)
     grid = dec.grid
     name = f"bigcomp-inr-{os.path.abspath(os.fspath(path))}-{meta.get('token', '')}"
     dsk = {(name, *idx): (dec.block, idx) for idx in np.ndindex(*grid.counts)}
@@ -301,6 +307,23 @@ def inr_info(path: str | os.PathLike) -> dict[str, Any]:
     version 1).
     """
     meta = read_meta(path)
+    if meta.get("model") == "grid":
+        from .grid.store import grid_info
+
+        return grid_info(os.fspath(path), meta)
+    breakdown = stored_breakdown(path)
+    stored = sum(breakdown.values())
+    parts = {k: int(n) for k, (_, n) in (meta.get("layout") or {}).items()}
+    raw = math.prod(meta["shape"]) * np.dtype(meta["dtype"]).itemsize
+    return {"raw_bytes": raw, "stored_bytes": stored, "ratio": raw / stored if stored else 0.0,
+            "breakdown": breakdown, "parts": parts, "n_tiles": meta["n_tiles"],
+            "n_model": meta["n_model"],
+            "n_empty": meta["n_tiles"] - meta["n_model"], "width": meta["width"],
+            "bits": meta["bits"], "tile": tuple(meta["tile"]), "meta": meta}
+
+
+def stored_breakdown(path: str | os.PathLike) -> dict[str, int]:
+    """Bytes of every member of a store (``zarr.json`` is the group's metadata file)."""
     root = os.fspath(path)
     breakdown: dict[str, int] = {}
     for dirpath, _, files in os.walk(root):
@@ -310,11 +333,4 @@ def inr_info(path: str | os.PathLike) -> dict[str, Any]:
             n = os.path.getsize(os.path.join(dirpath, f))
             k = key if rel != "." else f
             breakdown[k] = breakdown.get(k, 0) + n
-    stored = sum(breakdown.values())
-    parts = {k: int(n) for k, (_, n) in (meta.get("layout") or {}).items()}
-    raw = math.prod(meta["shape"]) * np.dtype(meta["dtype"]).itemsize
-    return {"raw_bytes": raw, "stored_bytes": stored, "ratio": raw / stored if stored else 0.0,
-            "breakdown": breakdown, "parts": parts, "n_tiles": meta["n_tiles"],
-            "n_model": meta["n_model"],
-            "n_empty": meta["n_tiles"] - meta["n_model"], "width": meta["width"],
-            "bits": meta["bits"], "tile": tuple(meta["tile"]), "meta": meta}
+    return breakdown

@@ -1,0 +1,282 @@
+"""compress_grid: array -> fitting domain -> latent grids + decoder + entropy model -> store.
+
+One decoder MLP and one entropy model (ARM) serve the whole array; every tile has its own
+pyramid of integer latent grids, coded as an independent stream, so a region decodes only the
+tiles that cover it. All of it trains at once (:func:`bigcomp.inr.grid.train.fit`) with a
+rate term, steered towards the byte budget of ``target_ratio`` (every stored byte counted:
+metadata, decoder, entropy model, tile offsets, streams).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ...errors import ParameterError, UnsupportedDataError
+from ...noise import CameraModel
+from ..tiling import TileGrid
+from . import entropy
+from .net import level_shapes, mlp_shapes
+from .store import encode_mlp, model_shape, write_grid_store
+
+__all__ = ["compress_grid", "default_grid_tile"]
+
+TILE_3D = (32, 256, 256)  # default tile over the last three axes (y/x cut by 32 -> 8 latents)
+TILE_2D = (256, 256)
+MAX_VOXELS = 1 << 31  # the whole array trains at once, as float32 (8 GiB)
+RC_MARGIN = 0.97  # the controller aims at this share of the latents' budget (the integer
+#                   entropy model codes ~1 % above the float one it trains with)
+LAMBDA0 = 2.0  # starting rate weight (bits -> mse per voxel)
+MLP_BITS = 8
+
+
+def default_grid_tile(shape: Sequence[int]) -> tuple[int, ...]:
+    """``32×256×256`` over the last three axes (1 on leading axes), ``256²`` for 2-D data;
+    clipped to the array.
+
+    Examples
+    --------
+    >>> default_grid_tile((30, 256, 384)), default_grid_tile((2, 4, 16, 512, 512))
+    ((30, 256, 256), (1, 1, 16, 256, 256))
+    """
+    nd = len(shape)
+    base = TILE_2D if nd == 2 else (1,) * (nd - 3) + TILE_3D
+    return tuple(min(int(b), int(s)) for b, s in zip(base, shape, strict=True))
+
+
+def _check(data, camera, target_ratio, lam, tile, levels, channels, hidden, layers,
+           arm_hidden, steps, batch, domain, device):
+    from ..model import require_torch
+
+    if not hasattr(data, "shape") or not hasattr(data, "dtype"):
+        data = np.asarray(data)
+    dt = np.dtype(data.dtype)
+    if dt.kind not in "uif":
+        raise UnsupportedDataError(f"INR mode needs integer or float data, got {dt}")
+    if len(data.shape) < 2 or math.prod(data.shape) == 0:
+        raise UnsupportedDataError(f"the grid model needs a non-empty array of >= 2 axes, got "
+                                   f"shape {data.shape}")
+    if math.prod(data.shape) > MAX_VOXELS:
+        raise ParameterError(f"{math.prod(data.shape)} voxels: the grid model trains the whole "
+                             f"array at once (at most {MAX_VOXELS}); use model='siren', which "
+                             "trains groups of tiles, or compress parts separately")
+    if target_ratio is not None and not (isinstance(target_ratio, (int, float))
+                                         and math.isfinite(target_ratio) and target_ratio > 1):
+        raise ParameterError(f"target_ratio must be a finite number > 1, got {target_ratio!r}")
+    if target_ratio is None and not (isinstance(lam, (int, float)) and lam > 0):
+        raise ParameterError(f"without target_ratio give a rate weight lam > 0, got {lam!r}")
+    for name, v, lo, hi in (("levels", levels, 1, 8), ("channels", channels, 1, 8),
+                            ("hidden", hidden, 2, 256), ("layers", layers, 0, 8),
+                            ("arm_hidden", arm_hidden, 2, 64), ("steps", steps, 1, 10**7),
+                            ("batch", batch, 16, 10**8)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
+            raise ParameterError(f"{name} must be an integer in [{lo}, {hi}], got {v!r}")
+    if camera is not None and not isinstance(camera, CameraModel):
+        raise ParameterError("camera must be a bigcomp.CameraModel or None")
+    if domain not in ("auto", "gat", "linear"):
+        raise ParameterError(f"domain must be 'auto', 'gat' or 'linear', got {domain!r}")
+    torch = require_torch()
+    dev = str(device)
+    if dev.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ParameterError(f"device={dev!r} but torch sees no CUDA device; use "
+                                 "device='cpu'")
+    elif dev != "cpu":
+        raise ParameterError(f"device must be 'cpu' or 'cuda[:n]', got {device!r}")
+    grid = TileGrid.create(data.shape, tile if tile is not None else default_grid_tile(
+        data.shape))
+    if len(data.shape) > 3 and any(t != 1 for t in grid.tile[:-3]):
+        raise ParameterError(f"tile {grid.tile}: the grid model tiles only the last three "
+                             "axes; give 1 on the leading ones")
+    return data, grid
+
+
+def _quantise_mlp(layers) -> tuple[list[np.ndarray], list[float], list]:
+    """Per tensor: step = max|t| / 127 rounded to float16; integers, steps, float32 layers."""
+    ints, steps, deq = [], [], []
+    for w, b in layers:
+        pair = []
+        for t in (w, b):
+            step = float(np.float16(max(float(np.abs(t).max(initial=0.0)), 1e-8)
+                                    / (2 ** (MLP_BITS - 1) - 1)))
+            if step == 0.0:  # below float16's range: the tensor is ~0
+                step = float(np.float16(2 ** -24))
+            q = np.rint(np.asarray(t, np.float64) / step).astype(np.int64)
+            ints.append(q)
+            steps.append(step)
+            pair.append((q * step).astype(np.float32))
+        deq.append(tuple(pair))
+    return ints, steps, deq
+
+
+def _arm_bytes(dims: Sequence[int], levels: int) -> int:
+    """Serialised size of an :class:`entropy.IntARM` (shift u8, int8 weights, int32 biases
+    per layer; int16 log-scale offset per level)."""
+    pairs = list(itertools.pairwise(dims))
+    return sum(1 + a * b + 4 * b for a, b in pairs) + 2 * levels
+
+
+def _metadata_bytes(meta: dict, payload: int) -> int:
+    """Bytes of the zarr metadata files of a store with ``meta`` (written to a scratch dir)."""
+    tmp = tempfile.mkdtemp(prefix="bigcomp-grid-")
+    try:
+        p = write_grid_store(os.path.join(tmp, "s"), meta,
+                             {"mlp": b"\0" * payload, "arm": b"", "offsets": b"",
+                              "latents": b""}, overwrite=True)
+        total = 0
+        for d, _, files in os.walk(p):
+            total += sum(os.path.getsize(os.path.join(d, f)) for f in files
+                         if f == "zarr.json")
+        return total
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def compress_grid(data: Any, dest: str | os.PathLike, *, camera: CameraModel | None = None,
+                  target_ratio: float | None = None, lam: float = LAMBDA0,
+                  tile: Sequence[int] | None = None, levels: int = 4, channels: int = 2,
+                  hidden: int = 24, layers: int = 2, arm_hidden: int = 12, steps: int = 3000,
+                  batch: int = 32768, domain: str = "auto", device: str = "cpu", seed: int = 0,
+                  overwrite: bool = False, progress: Callable[[int, int], None] | None = None,
+                  dims: Sequence[str] | None = None) -> str:
+    """Compress an array with learned latent grids and one small decoder (lossy, 100–2000×).
+
+    Not noise-exact: for archiving and sharing visually faithful copies. Per tile a pyramid
+    of integer latent grids, one decoder MLP and one autoregressive entropy model for the
+    whole array (Cool-Chic style), trained together against a byte budget; region reads
+    decode only their tiles. See docs/inr.md.
+
+    Parameters
+    ----------
+    data : array_like
+        numpy, dask or zarr array, ≥ 2 axes, integer or float, finite (read whole).
+    dest : str or os.PathLike
+        Directory of the zarr v3 group to write.
+    camera : CameraModel, optional
+        Fitting domain (variance-stabilised); integer data without one get a photon-transfer
+        estimate (as :func:`bigcomp.inr.compress_inr`).
+    target_ratio : float, optional
+        Raw bytes / every stored byte to aim for; the rate weight follows it during training
+        (lands at or above it, the achieved ratio is in :func:`bigcomp.inr.inr_info`).
+    lam : float
+        Rate weight without ``target_ratio`` (larger: smaller store, lower fidelity).
+    tile : sequence of int, optional
+        Default :func:`default_grid_tile` (``32×256×256`` over the last three axes).
+    levels, channels : int
+        Latent pyramid levels (4: y/x cut by 32…4) and channels per level (2).
+    hidden, layers, arm_hidden : int
+        Decoder width and hidden layers (24, 2); entropy model width (12).
+    steps, batch : int
+        Training steps (3000) and voxels per step (32768).
+    domain : {"auto", "gat", "linear"}
+        As in :func:`bigcomp.inr.compress_inr`.
+    device : {"cpu", "cuda"}
+        Training device; decoding runs on the CPU with integer entropy decoding (any machine
+        decodes what any other wrote).
+    seed : int
+        Seed of initialisation and sampling.
+    overwrite : bool
+        Replace ``dest`` if it exists.
+    progress : callable, optional
+        ``progress(step, steps)`` after every training step.
+    dims : sequence of str, optional
+        Axis names, stored for :func:`bigcomp.open`.
+
+    Returns
+    -------
+    str
+        ``dest``.
+
+    Raises
+    ------
+    ParameterError
+        Out-of-range parameters, ``dest`` exists, an array too large to train at once.
+    UnsupportedDataError
+        Non-numeric data, fewer than two axes, NaN/inf values.
+    """
+    from ..compress import _domain_camera
+    from .train import fit
+
+    t0 = time.perf_counter()
+    data, grid = _check(data, camera, target_ratio, lam, tile, levels, channels, hidden,
+                        layers, arm_hidden, steps, batch, domain, device)
+    path = os.fspath(dest)
+    if os.path.exists(path) and not overwrite:
+        raise ParameterError(f"{path} exists; pass overwrite=True to replace it")
+    names = None if dims is None else [str(d) for d in dims]
+    if names is not None and len(names) != data.ndim:
+        raise ParameterError(f"dims {names} do not name the {data.ndim} axes of the data")
+    x = np.asarray(data)
+    dtype = np.dtype(x.dtype)
+    if dtype.kind == "f" and not np.isfinite(x).all():
+        raise UnsupportedDataError("the data contain NaN or inf; replace them first (e.g. "
+                                   "np.nan_to_num): the INR mode models finite values only")
+    dom = _domain_camera(x, grid, camera, domain)
+    y = dom.forward(x) if dom is not None else x.astype(np.float64)
+    mean, std = float(y.mean()), float(y.std())
+    std = std if std > 0 else 1.0
+    values = ((y - mean) / std).astype(np.float32)
+    del y
+    mshape = model_shape(grid.tile)
+    shapes = level_shapes(mshape, levels)
+    adims = [len(entropy.CONTEXT), arm_hidden, arm_hidden, 2]
+    from ... import __version__
+
+    meta: dict[str, Any] = {
+        "mode": "inr", "model": "grid", "version": __version__, "shape": list(x.shape),
+        "dtype": dtype.str, "tile": list(grid.tile), "levels": [list(s) for s in shapes],
+        "channels": int(channels), "hidden": int(hidden), "layers": int(layers),
+        "arm_hidden": int(arm_hidden), "norm": [mean, std],
+        "camera": camera.to_dict() if camera is not None else None,
+        "domain": None if dom is None else {"kind": "gat", **dom.to_dict()},
+        "bounds": [[-128, 127]] * levels,
+        "mlp_steps": [float(np.float16(1e-3))] * (2 * (layers + 1)),
+        "training": {"steps": int(steps), "batch": int(batch), "seed": int(seed),
+                     "target_ratio": target_ratio, "lam": None, "device": str(device),
+                     "train_seconds": 1e6, "seconds": 1e6}}
+    if names is not None:
+        meta["dims"] = names
+    raw = x.nbytes
+    budget_bits = None
+    if target_ratio is not None:
+        nmlp = sum(o * i + o for o, i in mlp_shapes(levels * channels, hidden, layers))
+        fixed = (_metadata_bytes(meta, 1) + nmlp  # the coded MLP: ~1 byte per 8-bit weight
+                 + _arm_bytes(adims, levels)
+                 + 8 * (grid.ntiles + 1) + 4 * grid.ntiles)
+        latent_bytes = raw / float(target_ratio) - fixed
+        if latent_bytes < 16 * grid.ntiles:
+            raise ParameterError(
+                f"target_ratio={target_ratio}: the budget ({raw / target_ratio:.0f} bytes) "
+                f"leaves {latent_bytes:.0f} bytes for the latents of {grid.ntiles} tiles after "
+                f"{fixed} fixed bytes (metadata, decoder, entropy model); use a lower ratio "
+                "or a larger array")
+
+        def budget_bits() -> float:
+            return 8 * RC_MARGIN * latent_bytes
+
+    t1 = time.perf_counter()
+    res = fit(values, grid.tile, mshape, shapes, channels=channels, hidden=hidden,
+              layers=layers, arm_hidden=arm_hidden, steps=steps, batch=batch,
+              budget_bits=budget_bits, lam=lam, seed=seed, device=device, progress=progress)
+    t_train = time.perf_counter() - t1
+    mlp_ints, mlp_steps, _ = _quantise_mlp(res.mlp)
+    arm = entropy.quantise_arm(res.arm, res.level_logb)
+    ints = [np.clip(np.rint(lat), -128, 127).astype(np.int64) for lat in res.latents]
+    bounds = np.array([[int(q.min()), int(q.max())] for q in ints], np.int64)
+    streams = [entropy.encode_latents([q[t] for q in ints], arm, bounds)
+               for t in range(grid.ntiles)]
+    offsets = np.cumsum([0] + [len(s) for s in streams]).astype("<u8")
+    meta.update({"bounds": bounds.tolist(), "mlp_steps": mlp_steps})
+    meta["training"].update({"lam": res.lam, "train_seconds": round(t_train, 3),
+                             "seconds": round(time.perf_counter() - t0, 3)})
+    parts = {"mlp": encode_mlp(mlp_ints, hidden), "arm": arm.to_bytes(),
+             "offsets": offsets.tobytes(), "latents": b"".join(streams)}
+    return write_grid_store(path, meta, parts, overwrite=overwrite)

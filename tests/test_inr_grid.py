@@ -1,0 +1,212 @@
+"""Latent-grid INR model: stores, ratios, region decoding, determinism, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import bigcomp
+from bigcomp.datasets import light_sheet
+from bigcomp.errors import CorruptChunkError, ParameterError, UnsupportedDataError
+from bigcomp.inr import compress_inr, inr_info, open_inr
+from bigcomp.inr.grid import compress_grid, default_grid_tile
+from bigcomp.inr.grid.net import axis_weights, decode_tile, level_shapes
+from bigcomp.inr.grid.store import GridDecoder
+from bigcomp.inr.store import read_meta
+
+FAST = {"steps": 120, "batch": 2048, "hidden": 12}
+
+
+def _psnr(x, y):
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    return 10 * np.log10((x.max() - x.min()) ** 2 / np.mean((x - y) ** 2))
+
+
+@pytest.fixture(scope="module")
+def stack():
+    return np.asarray(light_sheet((12, 48, 80), seed=3).data)
+
+
+@pytest.fixture(scope="module")
+def store(stack, tmp_path_factory):
+    """Several tiles, edge tiles shorter than the tile along every axis."""
+    p = tmp_path_factory.mktemp("grid") / "s.zarr"
+    compress_grid(stack, p, tile=(8, 32, 32), lam=0.05, seed=1, **FAST)
+    return str(p)
+
+
+def test_level_shapes_and_interpolation():
+    assert level_shapes((32, 256, 256), 4) == [(4, 8, 8), (8, 16, 16), (16, 32, 32),
+                                               (16, 64, 64)]
+    assert level_shapes((1, 256, 256), 3)[0] == (1, 16, 16)
+    i0, i1, f = axis_weights(9, 3)  # voxels 0..8 over latents 0..2: u = i / 4
+    u = i0 + f
+    np.testing.assert_allclose(u, np.arange(9) / 4, atol=1e-6)
+    assert i1.max() == 2
+    assert (i1 - i0 == 1).all()
+    i0, i1, f = axis_weights(5, 1)
+    assert (i0 == 0).all()
+    assert (i1 == 0).all()
+    assert (f == 0).all()
+
+
+def test_decode_tile_interpolates_latents_exactly():
+    """A decoder that returns channel 0 of the finest level shows the trilinear interpolation:
+    at voxels on latent positions it equals the latent."""
+    lat = [np.arange(2 * 3 * 3 * 3).reshape(2, 3, 3, 3) % 5 - 2]
+    w = np.zeros((1, 2), np.float32)
+    w[0, 0] = 1
+    y = decode_tile(lat, [(w, np.zeros(1, np.float32))], (5, 9, 9), (5, 9, 9))
+    np.testing.assert_allclose(y[::2, ::4, ::4], lat[0][0], atol=1e-6)
+    np.testing.assert_allclose(y[1, 0, 0], (lat[0][0, 0, 0, 0] + lat[0][0, 1, 0, 0]) / 2,
+                               atol=1e-6)
+
+
+def test_round_trip_quality_and_dtype(stack, store):
+    arr = open_inr(store)
+    assert arr.shape == stack.shape
+    assert arr.dtype == stack.dtype
+    assert arr.chunks == ((8, 4), (32, 16), (32, 32, 16))
+    y = arr.compute()
+    assert _psnr(stack, y) > 30  # 120 steps; much more with the default 3000
+
+
+def test_ratio_counts_every_byte(stack, store):
+    info = inr_info(store)
+    files = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(store) for f in fs)
+    assert info["stored_bytes"] == files
+    assert info["ratio"] == pytest.approx(stack.nbytes / files)
+    assert set(info["breakdown"]) == {"zarr.json", "payload"}
+    meta = read_meta(store)
+    payload = sum(n for _, n in meta["layout"].values())
+    assert info["breakdown"]["payload"] >= payload  # + the array's own zarr.json
+    assert info["model"] == "grid"
+    assert info["n_tiles"] == 12
+
+
+def test_region_decode_equals_full_decode(store):
+    arr = open_inr(store)
+    full = arr.compute()
+    for region in [(slice(3, 10), slice(20, 45), slice(30, 70)), (5, slice(None), 79),
+                   (slice(8, 12), slice(40, 48), slice(64, 80))]:
+        np.testing.assert_array_equal(arr[region].compute(), full[region])
+
+
+def test_single_tile_decodes_alone(store):
+    meta = read_meta(store)
+    dec = GridDecoder(store, meta)
+    full = open_inr(store).compute()
+    np.testing.assert_array_equal(dec.tile(11), full[8:12, 32:48, 64:80])
+    dec2 = pickle.loads(pickle.dumps(dec))  # dask workers get a pickled decoder
+    np.testing.assert_array_equal(dec2.tile(4), full[0:8, 32:48, 32:64])
+
+
+def test_decode_is_deterministic_across_processes(store):
+    full = open_inr(store).compute()
+    code = ("import numpy as np, sys; from bigcomp.inr import open_inr; "
+            "a = open_inr(sys.argv[1]).compute(); sys.stdout.write(str(int(a.astype(np.int64)"
+            ".sum())) + ' ' + str(int((a.astype(np.int64) ** 2).sum())))")
+    out = subprocess.run([sys.executable, "-c", code, store], capture_output=True, text=True,
+                         check=True, env={**os.environ, "NUMBA_NUM_THREADS": "1"}).stdout
+    f = full.astype(np.int64)
+    assert out.split() == [str(int(f.sum())), str(int((f ** 2).sum()))]
+
+
+def test_target_ratio_is_met(stack, tmp_path):
+    p = tmp_path / "t.zarr"
+    compress_grid(stack, p, target_ratio=40, tile=(12, 48, 80), steps=200, batch=2048,
+                  hidden=12)
+    info = inr_info(p)
+    assert info["ratio"] >= 40
+    meta = read_meta(p)
+    assert meta["training"]["target_ratio"] == 40
+
+
+def test_2d_and_float_data(tmp_path):
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:40, 0:72]
+    img = (np.sin(yy / 6.0) * np.cos(xx / 9.0) + 0.05 * rng.standard_normal((40, 72)))
+    img = img.astype(np.float32)
+    p = tmp_path / "f.zarr"
+    compress_grid(img, p, lam=0.01, **FAST)
+    back = open_inr(p).compute()
+    assert back.dtype == np.float32
+    assert back.shape == img.shape
+    assert _psnr(img, back) > 20
+    assert read_meta(p)["domain"] is None  # float data without a camera: linear
+
+
+def test_default_tile():
+    assert default_grid_tile((30, 256, 384)) == (30, 256, 256)
+    assert default_grid_tile((100, 90)) == (100, 90)
+    assert default_grid_tile((3, 2, 40, 512, 300)) == (1, 1, 32, 256, 256)
+
+
+def test_compress_inr_model_grid_and_common_surface(stack, tmp_path):
+    p = tmp_path / "c.zarr"
+    compress_inr(stack, p, model="grid", target_ratio=20,
+                 grid_options={"steps": 60, "batch": 1024, "hidden": 8})
+    da = bigcomp.open(p)
+    assert da.shape == stack.shape
+    assert da.bigcomp.ratio() == pytest.approx(inr_info(p)["ratio"])
+    with pytest.raises(ParameterError, match="model='grid'"):
+        compress_inr(stack, tmp_path / "d.zarr", model="grid", width=16)
+    with pytest.raises(ParameterError, match="model"):
+        compress_inr(stack, tmp_path / "e.zarr", model="sincs")
+
+
+def test_corrupt_payload_is_detected(store, tmp_path):
+    import shutil
+
+    import zarr
+
+    bad = tmp_path / "bad.zarr"
+    shutil.copytree(store, bad)
+    z = zarr.open_array(str(bad / "payload"), mode="r+")
+    meta = read_meta(bad)
+    o, n = meta["layout"]["latents"]
+    blob = np.asarray(z[...])
+    blob[o + n - 3:o + n] ^= 0xA5  # the last tile's stream tail
+    z[...] = blob
+    with pytest.raises(CorruptChunkError):
+        open_inr(bad).compute()
+    attrs = json.loads((bad / "zarr.json").read_text())
+    attrs["attributes"]["bigcomp"]["layout"]["latents"][1] += 5
+    (bad / "zarr.json").write_text(json.dumps(attrs))
+    with pytest.raises(CorruptChunkError, match="layout"):
+        open_inr(bad).compute()
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"levels": 0}, "levels"),
+    ({"target_ratio": 0.5}, "target_ratio"),
+    ({"lam": -1.0}, "lam"),
+    ({"steps": 0}, "steps"),
+    ({"domain": "log"}, "domain"),
+    ({"device": "tpu"}, "device"),
+    ({"tile": (4, 4)}, "axes"),
+    ({"target_ratio": 1e6}, "leaves"),
+])
+def test_bad_parameters(stack, tmp_path, kwargs, match):
+    with pytest.raises(ParameterError, match=match):
+        compress_grid(stack, tmp_path / "x.zarr", **kwargs)
+
+
+def test_bad_data(tmp_path, store):
+    with pytest.raises(UnsupportedDataError, match="2 axes"):
+        compress_grid(np.arange(100, dtype=np.uint16), tmp_path / "a.zarr")
+    with pytest.raises(UnsupportedDataError, match="NaN"):
+        compress_grid(np.full((8, 16, 16), np.nan, np.float32), tmp_path / "b.zarr")
+    with pytest.raises(ParameterError, match="leading"):
+        compress_grid(np.zeros((2, 4, 16, 16), np.uint16), tmp_path / "c.zarr",
+                      tile=(2, 4, 16, 16))
+    with pytest.raises(ParameterError, match="exists"):
+        compress_grid(np.zeros((8, 16, 16), np.uint16), store)
