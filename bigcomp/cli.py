@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 import typer
@@ -142,7 +143,10 @@ def compress(
         help="--inr: compression ratio to reach (default 500 without --target-psnr).")] = None,
     target_psnr: Annotated[float | None, typer.Option(
         help="--inr: PSNR (dB) to reach instead of a ratio.")] = None,
-    steps: Annotated[int | None, typer.Option(help="--inr: training steps per tile.")] = None,
+    inr_model: Annotated[str, typer.Option(
+        help="--inr: 'siren' (a network per tile) or 'grid' (learned latent grids, one "
+        "decoder; better at 500x on 3-D stacks, see docs/inr.md).")] = "siren",
+    steps: Annotated[int | None, typer.Option(help="--inr: training steps.")] = None,
     device: Annotated[str, typer.Option(help="--inr: 'cpu' or 'cuda'.")] = "cpu",
     gain: Annotated[float | None, typer.Option(help="Camera gain, ADU per electron.")] = None,
     offset: Annotated[float | None, typer.Option(help="Camera offset (dark level), ADU.")] = None,
@@ -183,16 +187,29 @@ def compress(
     if lossless + temporal + inr > 1:
         _error(console, "choose one of --lossless, --temporal and --inr")
         raise typer.Exit(2)
-    if not inr and (target_ratio is not None or target_psnr is not None or steps is not None):
-        _error(console, "--target-ratio, --target-psnr and --steps are options of --inr")
+    if not inr and (target_ratio is not None or target_psnr is not None or steps is not None
+                    or inr_model != "siren"):
+        _error(console, "--target-ratio, --target-psnr, --steps and --inr-model are options "
+                        "of --inr")
+        raise typer.Exit(2)
+    if inr_model not in ("siren", "grid"):
+        _error(console, f"--inr-model must be 'siren' or 'grid', got {inr_model!r}")
+        raise typer.Exit(2)
+    if inr_model == "grid" and target_psnr is not None:
+        _error(console, "--inr-model grid takes --target-ratio, not --target-psnr")
         raise typer.Exit(2)
     mode = "lossless" if lossless else "temporal" if temporal else "inr" if inr else "wnl"
     options: dict = {"threshold": threshold, "noise": noise} if temporal else {}
     if inr:
         if target_ratio is None and target_psnr is None:
             target_ratio = 500.0
-        options = {"target_ratio": target_ratio, "target_psnr": target_psnr, "device": device}
-        options.update({"steps": steps} if steps is not None else {})
+        options = {"target_ratio": target_ratio, "device": device}
+        if inr_model == "grid":
+            options.update(model="grid",
+                           grid_options={"steps": steps} if steps is not None else None)
+        else:
+            options["target_psnr"] = target_psnr
+            options.update({"steps": steps} if steps is not None else {})
     fixed = {"gain": gain, "offset": offset, "read_noise": read_noise}
     caught: list = []
     try:
@@ -349,6 +366,11 @@ def _chunk_rows(meta: dict, shape: str) -> list[tuple[str, str]]:
     ]
 
 
+def _grid_tiles(meta: dict) -> str:
+    n = math.prod(-(-a // b) for a, b in zip(meta["shape"], meta["tile"], strict=True))
+    return f"{n} of {','.join(map(str, meta['tile']))}"
+
+
 def _model_rows(path: str, meta: dict, shape: str, dtype: str) -> list[tuple[str, str]]:
     """``bigcomp info`` rows of a temporal or neural (INR) store."""
     if meta["mode"] == "temporal":
@@ -365,6 +387,18 @@ def _model_rows(path: str, meta: dict, shape: str, dtype: str) -> list[tuple[str
         ]
     training = meta.get("training", {})
     target = training.get("target_ratio") or training.get("target_psnr")
+    if meta.get("model") == "grid":
+        levels = " ".join("x".join(map(str, s)) for s in meta["levels"])
+        return [
+            ("shape", shape), ("dtype", dtype),
+            ("mode", f"inr grid (neural, not noise-exact): {meta['channels']} latent channels "
+                     f"on levels {levels}, decoder {meta['layers']}x{meta['hidden']}"
+                     + (f", target ratio {target:g}" if target else "")),
+            ("tiles", _grid_tiles(meta)),
+            _camera_row(meta.get("camera")),
+            ("training", (f"{training.get('steps')} steps on {training.get('device')}, "
+                         f"{training.get('train_seconds', float('nan')):.1f} s")),
+        ]
     return [
         ("shape", shape), ("dtype", dtype),
         ("mode", f"inr (neural, not noise-exact): width {meta['width']}, depth "

@@ -111,3 +111,38 @@ def test_cli_inr(tmp_path):
             "compress", tmp_path / "in.tif", tmp_path / "x.zarr", *bad, *cam]])
         assert res.exit_code == 2
         assert message in res.output
+
+
+def test_cli_inr_grid(tmp_path):
+    import pytest
+
+    pytest.importorskip("torch")
+    import tifffile
+
+    from bigcomp.datasets import light_sheet
+
+    syn = light_sheet((8, 64, 96), seed=5)
+    tifffile.imwrite(tmp_path / "in.tif", syn.data)
+    cam = ["--gain", syn.gain, "--offset", syn.offset, "--read-noise", syn.read_noise]
+    result = CliRunner().invoke(app, [str(a) for a in [
+        "compress", tmp_path / "in.tif", tmp_path / "g.zarr", "--inr", "--inr-model", "grid",
+        "--target-ratio", 25, "--steps", 40, "--no-progress", *cam]])
+    assert result.exit_code == 0, result.output
+    arr = bigcomp.open(tmp_path / "g.zarr")
+    meta = arr.attrs["bigcomp"]
+    assert meta["model"] == "grid"
+    assert meta["training"]["steps"] == 40
+    assert arr.shape == syn.data.shape
+    assert arr.bigcomp.ratio() > 10
+    info = CliRunner().invoke(app, ["info", str(tmp_path / "g.zarr")])
+    assert info.exit_code == 0, info.output
+    assert "inr grid" in info.output
+    assert "decoder 2x24" in info.output
+    for bad, message in ([["--inr-model", "grid"], "options of --inr"],
+                         [["--inr", "--inr-model", "mlp"], "must be 'siren' or 'grid'"],
+                         [["--inr", "--inr-model", "grid", "--target-psnr", "40"],
+                          "not --target-psnr"]):
+        res = CliRunner().invoke(app, [str(a) for a in [
+            "compress", tmp_path / "in.tif", tmp_path / "x.zarr", *bad, *cam]])
+        assert res.exit_code == 2, res.output
+        assert message in res.output

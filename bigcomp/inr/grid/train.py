@@ -43,6 +43,8 @@ LOG_LAMBDA_RANGE = 5.0  # log λ stays within ± this of its start
 LR_LATENT, LR_NET = 2e-2, 1e-2
 LOGB_RANGE = (-5.0, 6.0)  # = entropy.J_MIN / 8, J_MAX / 8
 LN2 = math.log(2.0)
+LATENTS_PER_THREAD = 1 << 20  # CPU threads: one per this many latents (small tensors ran up
+#                               to 20x slower on 2 threads of a loaded 2-core machine)
 
 
 @dataclass
@@ -214,6 +216,24 @@ def fit(values: np.ndarray, tile: Sequence[int], model_shape: Sequence[int],
     """
     torch = require_torch()
     dev = torch.device(device)
+    threads = torch.get_num_threads()
+    nlat = channels * math.prod(-(-s // t) for s, t in zip(values.shape, tile, strict=True)) \
+        * sum(math.prod(s) for s in shapes)
+    if dev.type == "cpu":
+        torch.set_num_threads(max(1, min(threads, nlat // LATENTS_PER_THREAD)))
+    torch.set_flush_denormal(True)
+    try:
+        return _fit(torch, dev, values, tile, model_shape, shapes, channels=channels,
+                    hidden=hidden, layers=layers, arm_hidden=arm_hidden, steps=steps,
+                    batch=batch, budget_bits=budget_bits, lam=lam, seed=seed,
+                    progress=progress)
+    finally:
+        torch.set_num_threads(threads)
+        torch.set_flush_denormal(False)
+
+
+def _fit(torch, dev, values, tile, model_shape, shapes, *, channels, hidden, layers,
+         arm_hidden, steps, batch, budget_bits, lam, seed, progress) -> FitResult:
     gen = torch.Generator(device=dev)
     gen.manual_seed(int(seed))
     ntiles = math.prod(-(-s // t) for s, t in zip(values.shape, tile, strict=True))
