@@ -42,6 +42,7 @@ from bigcomp.metrics import psnr, ssim
 from bigcomp.noise import CameraModel
 
 BEGIN, END = "<!-- inr-benchmark:begin -->", "<!-- inr-benchmark:end -->"
+GRID_BEGIN, GRID_END = "<!-- inr-grid-benchmark:begin -->", "<!-- inr-grid-benchmark:end -->"
 
 
 # ------------------------------------------------------------------------------ data
@@ -171,11 +172,16 @@ def main(argv=None) -> None:
     ap.add_argument("--no-peers", action="store_true", help="INR only (faster)")
     ap.add_argument("--seed", type=int, default=0, help="compress_inr seed (judge changes "
                     "over several: run-to-run spread ±0.5 dB)")
+    ap.add_argument("--model", default="siren", choices=["siren", "grid"],
+                    help="INR model; 'grid' writes its own table (markers inr-grid-benchmark)")
+    ap.add_argument("--grid-steps", type=int, default=3000, help="training steps of 'grid'")
     args = ap.parse_args(argv)
+    begin, end = (BEGIN, END) if args.model == "siren" else (GRID_BEGIN, GRID_END)
     try:
         import torch
 
         torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+        torch.set_flush_denormal(True)
     except ImportError:
         sys.exit("the INR benchmark needs torch: pip install 'bigcomp[inr]'")
     peers = {} if args.no_peers else dict(PEERS)
@@ -193,8 +199,13 @@ def main(argv=None) -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 path = os.path.join(tmp, "x.zarr")
                 try:
-                    compress_inr(a, path, camera=cam, target_ratio=r, steps=args.steps,
-                                 device=args.device, seed=args.seed)
+                    if args.model == "grid":
+                        compress_inr(a, path, camera=cam, target_ratio=r, model="grid",
+                                     device=args.device, seed=args.seed,
+                                     grid_options={"steps": args.grid_steps})
+                    else:
+                        compress_inr(a, path, camera=cam, target_ratio=r, steps=args.steps,
+                                     device=args.device, seed=args.seed)
                 except Exception as exc:  # noqa: BLE001 - unreachable ratio etc.: report, go on
                     print(f"  target {r:g}: {type(exc).__name__}: {exc}")
                     continue
@@ -206,14 +217,16 @@ def main(argv=None) -> None:
             p, s = metrics(a, back)
             tr = info["meta"]["training"]["train_seconds"]
             speed.append((name, r, tr / (a.nbytes / 1e9), a.nbytes / 1e9 / t_dec))
-            cells = [f"{ratio:.0f}", f"w{info['width']}/{info['bits']}b", f"{p:.2f} / {s:.3f}"]
+            net = (f"w{info['width']}/{info['bits']}b" if args.model == "siren" else
+                   f"{info['channels']}x{len(info['levels'])} lv, {info['hidden']} wide")
+            cells = [f"{ratio:.0f}", net, f"{p:.2f} / {s:.3f}"]
             for k in PEERS:
                 v = at_ratio(curves.get(k, []), ratio)
                 cells.append("skipped" if k not in peers else
                              "n/a" if v is None else f"{v[0]:.2f} / {v[1]:.3f}")
             rows.append([name, f"{r:g}", *cells])
             print("  " + " | ".join(rows[-1][1:]), flush=True)
-    head = ["dataset", "target", "ratio", "net", "INR PSNR / SSIM", *[f"{k} PSNR / SSIM"
+    head = ["dataset", "target", "ratio", "net", f"{args.model} PSNR / SSIM", *[f"{k} PSNR / SSIM"
                                                                         for k in PEERS]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -221,20 +234,23 @@ def main(argv=None) -> None:
     lines += [f"| {n} | {r:g} | {t:.0f} | {d:.4f} |" for n, r, t, d in speed]
     import torch
 
-    lines += ["", (f"device {args.device}, steps {args.steps}, seed {args.seed}, "
+    steps = args.steps if args.model == "siren" else args.grid_steps
+    lines += ["", (f"model {args.model}, device {args.device}, steps {steps}, seed {args.seed}, "
                    f"torch {torch.__version__}, "
                    f"{os.cpu_count()} CPUs, total {time.perf_counter() - t_all:.0f} s")]
     table = "\n".join(lines)
     print(table)
     if args.out:
-        text = f"{BEGIN}\n{END}\n"
+        text = f"{begin}\n{end}\n"
         if os.path.exists(args.out):
             with open(args.out) as f:
                 text = f.read()
-        pre, rest = text.split(BEGIN, 1)
-        post = rest.split(END, 1)[1]
+        if begin not in text:
+            text += f"\n{begin}\n{end}\n"
+        pre, rest = text.split(begin, 1)
+        post = rest.split(end, 1)[1]
         with open(args.out, "w") as f:
-            f.write(f"{pre}{BEGIN}\n{table}\n{END}{post}")
+            f.write(f"{pre}{begin}\n{table}\n{end}{post}")
 
 
 if __name__ == "__main__":

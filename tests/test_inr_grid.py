@@ -145,9 +145,10 @@ def test_2d_and_float_data(tmp_path):
 
 
 def test_default_tile():
-    assert default_grid_tile((30, 256, 384)) == (30, 256, 256)
+    assert default_grid_tile((30, 256, 384)) == (30, 256, 384)
+    assert default_grid_tile((64, 256, 385)) == (32, 256, 256)
     assert default_grid_tile((100, 90)) == (100, 90)
-    assert default_grid_tile((3, 2, 40, 512, 300)) == (1, 1, 32, 256, 256)
+    assert default_grid_tile((3, 2, 40, 512, 300)) == (1, 1, 40, 256, 300)
 
 
 def test_compress_inr_model_grid_and_common_surface(stack, tmp_path):

@@ -31,6 +31,7 @@ __all__ = ["compress_grid", "default_grid_tile"]
 
 TILE_3D = (32, 256, 256)  # default tile over the last three axes (y/x cut by 32 -> 8 latents)
 TILE_2D = (256, 256)
+WHOLE_AXIS = 1.5  # an axis at most this many default tiles long is not cut
 MAX_VOXELS = 1 << 31  # the whole array trains at once, as float32 (8 GiB)
 RC_MARGIN = 0.97  # the controller aims at this share of the latents' budget (the integer
 #                   entropy model codes ~1 % above the float one it trains with)
@@ -40,16 +41,18 @@ MLP_BITS = 8
 
 def default_grid_tile(shape: Sequence[int]) -> tuple[int, ...]:
     """``32×256×256`` over the last three axes (1 on leading axes), ``256²`` for 2-D data;
-    clipped to the array.
+    an axis up to ``WHOLE_AXIS`` times that long is one tile (no short edge tile, whose
+    latents and context borders cost bytes).
 
     Examples
     --------
     >>> default_grid_tile((30, 256, 384)), default_grid_tile((2, 4, 16, 512, 512))
-    ((30, 256, 256), (1, 1, 16, 256, 256))
+    ((30, 256, 384), (1, 1, 16, 256, 256))
     """
     nd = len(shape)
     base = TILE_2D if nd == 2 else (1,) * (nd - 3) + TILE_3D
-    return tuple(min(int(b), int(s)) for b, s in zip(base, shape, strict=True))
+    return tuple(int(s) if s <= WHOLE_AXIS * b else int(b)
+                 for b, s in zip(base, shape, strict=True))
 
 
 def _check(data, camera, target_ratio, lam, tile, levels, channels, hidden, layers,

@@ -25,7 +25,7 @@ from threadpoolctl import ThreadpoolController
 
 __all__ = ["axis_weights", "decode_tile", "gelu", "level_shapes", "mlp_shapes"]
 
-EVAL_BLOCK = 1 << 16  # voxels per MLP block when decoding (bounded memory)
+EVAL_BLOCK = 1 << 12  # voxels per MLP block when decoding (in cache: 25 % faster than 2^16)
 _GELU_C = np.float32(math.sqrt(2.0 / math.pi))
 
 
