@@ -395,7 +395,7 @@ def _model_rows(path: str, meta: dict, shape: str, dtype: str) -> list[tuple[str
                      f"on levels {levels}, decoder {meta['layers']}x{meta['hidden']}"
                      + (f", target ratio {target:g}" if target else "")),
             ("tiles", _grid_tiles(meta)),
-            _camera_row(meta.get("camera")),
+            _camera_row(meta.get("camera") or meta.get("domain")),
             ("training", (f"{training.get('steps')} steps on {training.get('device')}, "
                          f"{training.get('train_seconds', float('nan')):.1f} s")),
         ]

@@ -120,6 +120,11 @@ def _quantise_mlp(layers) -> tuple[list[np.ndarray], list[float], list]:
     return ints, steps, deq
 
 
+def _short(v: float) -> float:
+    """``v`` to 7 significant digits (a short JSON number)."""
+    return float(f"{v:.7g}")
+
+
 def _arm_bytes(dims: Sequence[int], levels: int) -> int:
     """Serialised size of an :class:`entropy.IntARM` (shift u8, int8 weights, int32 biases
     per layer; int16 log-scale offset per level)."""
@@ -208,7 +213,6 @@ def compress_grid(data: Any, dest: str | os.PathLike, *, camera: CameraModel | N
     from ..compress import _domain_camera
     from .train import fit
 
-    t0 = time.perf_counter()
     data, grid = _check(data, camera, target_ratio, lam, tile, levels, channels, hidden,
                         layers, arm_hidden, steps, batch, domain, device)
     path = os.fspath(dest)
@@ -223,8 +227,10 @@ def compress_grid(data: Any, dest: str | os.PathLike, *, camera: CameraModel | N
         raise UnsupportedDataError("the data contain NaN or inf; replace them first (e.g. "
                                    "np.nan_to_num): the INR mode models finite values only")
     dom = _domain_camera(x, grid, camera, domain)
+    if dom is not None and dom is not camera:  # an estimate: 7 digits are plenty, and shorter
+        dom = CameraModel(*(_short(v) for v in (dom.gain, dom.offset, dom.read_noise)))
     y = dom.forward(x) if dom is not None else x.astype(np.float64)
-    mean, std = float(y.mean()), float(y.std())
+    mean, std = _short(float(y.mean())), _short(float(y.std()))
     std = std if std > 0 else 1.0
     values = ((y - mean) / std).astype(np.float32)
     del y
@@ -238,13 +244,12 @@ def compress_grid(data: Any, dest: str | os.PathLike, *, camera: CameraModel | N
         "dtype": dtype.str, "tile": list(grid.tile), "levels": [list(s) for s in shapes],
         "channels": int(channels), "hidden": int(hidden), "layers": int(layers),
         "arm_hidden": int(arm_hidden), "norm": [mean, std],
-        "camera": camera.to_dict() if camera is not None else None,
+        "camera": camera.to_dict() if camera is not None and dom is not camera else None,
         "domain": None if dom is None else {"kind": "gat", **dom.to_dict()},
         "bounds": [[-128, 127]] * levels,
-        "mlp_steps": [float(np.float16(1e-3))] * (2 * (layers + 1)),
         "training": {"steps": int(steps), "batch": int(batch), "seed": int(seed),
                      "target_ratio": target_ratio, "lam": None, "device": str(device),
-                     "train_seconds": 1e6, "seconds": 1e6}}
+                     "train_seconds": 1e6}}
     if names is not None:
         meta["dims"] = names
     raw = x.nbytes
@@ -252,6 +257,7 @@ def compress_grid(data: Any, dest: str | os.PathLike, *, camera: CameraModel | N
     if target_ratio is not None:
         nmlp = sum(o * i + o for o, i in mlp_shapes(levels * channels, hidden, layers))
         fixed = (_metadata_bytes(meta, 1) + nmlp  # the coded MLP: ~1 byte per 8-bit weight
+                 + 4 * (layers + 1)  # its float16 steps
                  + _arm_bytes(adims, levels)
                  + 8 * (grid.ntiles + 1) + 4 * grid.ntiles)
         latent_bytes = raw / float(target_ratio) - fixed
@@ -277,9 +283,8 @@ def compress_grid(data: Any, dest: str | os.PathLike, *, camera: CameraModel | N
     streams = [entropy.encode_latents([q[t] for q in ints], arm, bounds)
                for t in range(grid.ntiles)]
     offsets = np.cumsum([0] + [len(s) for s in streams]).astype("<u8")
-    meta.update({"bounds": bounds.tolist(), "mlp_steps": mlp_steps})
-    meta["training"].update({"lam": res.lam, "train_seconds": round(t_train, 3),
-                             "seconds": round(time.perf_counter() - t0, 3)})
-    parts = {"mlp": encode_mlp(mlp_ints, hidden), "arm": arm.to_bytes(),
+    meta["bounds"] = bounds.tolist()
+    meta["training"].update({"lam": float(f"{res.lam:.4g}"), "train_seconds": round(t_train, 1)})
+    parts = {"mlp": encode_mlp(mlp_ints, mlp_steps, hidden), "arm": arm.to_bytes(),
              "offsets": offsets.tobytes(), "latents": b"".join(streams)}
     return write_grid_store(path, meta, parts, overwrite=overwrite)

@@ -5,12 +5,13 @@ Layout::
     zarr.json            group; attributes["bigcomp"] = metadata (compact JSON): mode "inr",
                          model "grid", shape, dtype, tile, levels (latent grid shapes),
                          channels, hidden, layers, arm_hidden, norm [mean, std] (fitting
-                         domain), domain, camera, bounds ([lo, hi] per level), mlp_steps
-                         (float16 values, one per MLP tensor), layout, training parameters
+                         domain), domain, camera (only when it differs from the domain's),
+                         bounds ([lo, hi] per level), layout, training parameters
     payload/             uint8, uncompressed: byte ranges given by meta["layout"]:
-                           mlp      the decoder's 8-bit integers, tensors in order (weight,
-                                    bias per layer), zig-zagged and coded with bigcomp's
-                                    ``max`` coder (row length = hidden)
+                           mlp      float16 LE step of every decoder tensor (weight, bias per
+                                    layer), then the tensors' 8-bit integers in that order,
+                                    zig-zagged and coded with bigcomp's ``max`` coder (row
+                                    length = hidden)
                            arm      the integer entropy model (:class:`entropy.IntARM` bytes)
                            offsets  uint64 LE (ntiles + 1,): tile streams within ``latents``
                            latents  per tile, its latent pyramid coded by
@@ -50,21 +51,22 @@ def model_shape(tile) -> tuple[int, int, int]:
     return (1, *t) if len(t) == 2 else t[-3:]
 
 
-def encode_mlp(ints: list[np.ndarray], hidden: int) -> bytes:
-    """The decoder's integer tensors, zig-zagged and ``max``-coded."""
+def encode_mlp(ints: list[np.ndarray], steps: list[float], hidden: int) -> bytes:
+    """The decoder's float16 steps, then its integer tensors zig-zagged and ``max``-coded."""
     flat = np.concatenate([np.asarray(q, np.int64).ravel() for q in ints])
-    return encode_max(np.ascontiguousarray(zigzag(flat).astype(np.uint32)), int(hidden))
+    head = np.asarray(steps, "<f2").tobytes()
+    return head + encode_max(np.ascontiguousarray(zigzag(flat).astype(np.uint32)), int(hidden))
 
 
 def decode_mlp(buf, meta: dict) -> list[tuple[np.ndarray, np.ndarray]]:
-    """float32 ``(weight, bias)`` per layer from the coded integers and ``meta["mlp_steps"]``."""
-    shapes = mlp_shapes(len(meta["levels"]) * meta["channels"], meta["hidden"], meta["layers"])
-    sizes = [(o, i) for o, i in shapes]
+    """float32 ``(weight, bias)`` per layer from the ``mlp`` part (module docstring)."""
+    sizes = mlp_shapes(len(meta["levels"]) * meta["channels"], meta["hidden"], meta["layers"])
     n = sum(o * i + o for o, i in sizes)
-    q = unzigzag(decode_max(np.asarray(buf, np.uint8), n, int(meta["hidden"]))).astype(np.int64)
-    steps = [float(s) for s in meta["mlp_steps"]]
-    if len(steps) != 2 * len(sizes):
-        raise CorruptChunkError(f"INR grid store: {len(steps)} MLP steps for {len(sizes)} layers")
+    buf = np.asarray(buf, np.uint8)
+    if buf.size < 4 * len(sizes):
+        raise CorruptChunkError(f"INR grid store: decoder part of {buf.size} bytes is truncated")
+    steps = buf[:4 * len(sizes)].view("<f2").astype(np.float64)
+    q = unzigzag(decode_max(buf[4 * len(sizes):], n, int(meta["hidden"]))).astype(np.int64)
     out, o = [], 0
     for k, (fo, fi) in enumerate(sizes):
         w = q[o:o + fo * fi].reshape(fo, fi).astype(np.float32) * np.float32(steps[2 * k])
