@@ -11,7 +11,8 @@ It returns a pandas DataFrame (one row per mode/peer) and optionally writes a re
 Method specs are strings: a name, then ``:key=value`` options. bigcomp modes: ``lossless``,
 ``wnl:q=1`` (``:order=pq``, ``:coder=fast``), ``temporal:q=1`` (``:threshold=4``,
 ``:noise=camera``; over the first axis, or ``t``), ``inr:ratio=500`` (or ``:psnr=40``,
-``:steps=...``, ``:device=cuda``; needs the ``inr`` extra). The chunked modes go chunk by
+``:steps=...``, ``:device=cuda``, ``:model=grid`` for the latent-grid model; needs the ``inr``
+extra). The chunked modes go chunk by
 chunk, as a zarr store would; temporal and inr compress the whole (region of the) array into
 a temporary store and count every byte it stores. Peers: ``zstd`` (``:level=19``), ``blosc``,
 ``jpegxl`` (lossless; ``:distance=1`` for lossy), ``sz3`` (at each ``q`` of the wnl modes, or
@@ -123,6 +124,10 @@ def _store_method(name: str, o: dict[str, str], camera: CameraModel) -> Method:
                 options[key] = float(options.pop(short))
         if "target_ratio" not in options and "target_psnr" not in options:
             options["target_ratio"] = 500.0
+        if options.get("model") == "grid":  # its own parameters (steps, hidden, ...)
+            common = {"model", "target_ratio", "target_psnr", "device", "seed", "tile"}
+            options["grid_options"] = {k: options.pop(k) for k in list(options)
+                                       if k not in common}
         label = "bigcomp inr"
     label += "".join(f" {k}={v}" for k, v in o.items() if k != "q")
 

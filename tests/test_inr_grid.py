@@ -211,3 +211,14 @@ def test_bad_data(tmp_path, store):
                       tile=(2, 4, 16, 16))
     with pytest.raises(ParameterError, match="exists"):
         compress_grid(np.zeros((8, 16, 16), np.uint16), store)
+
+
+def test_evaluate_grid_mode():
+    pytest.importorskip("skimage")
+    from bigcomp.evaluate import evaluate
+
+    syn = light_sheet((8, 48, 64), seed=2)
+    table = evaluate(syn, modes=("inr:ratio=8:model=grid:steps=30:hidden=8",), peers=())
+    row = table.loc["bigcomp inr ratio=8 model=grid steps=30 hidden=8"]
+    assert row["ratio"] >= 8
+    assert row["psnr_db"] > 12  # 30 steps; a wrong decode gives < 8
