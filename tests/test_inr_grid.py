@@ -222,3 +222,30 @@ def test_evaluate_grid_mode():
     row = table.loc["bigcomp inr ratio=8 model=grid steps=30 hidden=8"]
     assert row["ratio"] >= 8
     assert row["psnr_db"] > 12  # 30 steps; a wrong decode gives < 8
+
+
+@pytest.mark.parametrize("shapes", [[(2, 3, 4), (3, 5, 7), (4, 9, 13)], [(1, 2, 2), (1, 4, 5)]])
+def test_learned_upsampling_numpy_equals_training(shapes):
+    """The numpy decoder's upsampling (net.upsampled) is what training optimised
+    (train._Model.grid: F.interpolate + grouped conv3d)."""
+    from bigcomp.inr.grid.net import upsampled
+    from bigcomp.inr.grid.train import _Model
+
+    rng = np.random.default_rng(5)
+    gen = torch.Generator()
+    model = _Model(torch, 1, shapes, 2, 8, 1, 4, gen, "cpu", radii=(1, 3, 2))
+    taps = rng.normal(0, 0.3, (len(shapes), 3, 4)).astype(np.float32)
+    lats = [rng.integers(-3, 4, (2, *s)).astype(np.float32) for s in shapes]
+    with torch.no_grad():
+        model.taps.copy_(torch.from_numpy(taps))
+        ref = model.grid([torch.from_numpy(q)[None] for q in lats])[0].numpy()
+    np.testing.assert_allclose(upsampled(lats, taps, (1, 3, 2)), ref, rtol=1e-5, atol=1e-4)
+
+
+def test_store_without_upsampling(stack, tmp_path):
+    p = tmp_path / "plain.zarr"
+    compress_grid(stack, p, lam=0.05, upsample=None, **FAST)
+    assert read_meta(p)["upsample"] is None
+    assert _psnr(stack, open_inr(p).compute()) > 30
+    with pytest.raises(ParameterError, match="radii"):
+        compress_grid(stack, tmp_path / "bad.zarr", upsample=(1, 3))

@@ -9,9 +9,10 @@ Layout::
                          bounds ([lo, hi] per level), layout, training parameters
     payload/             uint8, uncompressed: byte ranges given by meta["layout"]:
                            mlp      float16 LE step of every decoder tensor (weight, bias per
-                                    layer), then the tensors' 8-bit integers in that order,
-                                    zig-zagged and coded with bigcomp's ``max`` coder (row
-                                    length = hidden)
+                                    layer, then the upsampling taps (L, 3, R + 1) when
+                                    meta["upsample"] gives their radii), then the tensors'
+                                    8-bit integers in that order, zig-zagged and coded with
+                                    bigcomp's ``max`` coder (row length = hidden)
                            arm      the integer entropy model (:class:`entropy.IntARM` bytes)
                            offsets  uint64 LE (ntiles + 1,): tile streams within ``latents``
                            latents  per tile, its latent pyramid coded by
@@ -58,15 +59,25 @@ def encode_mlp(ints: list[np.ndarray], steps: list[float], hidden: int) -> bytes
     return head + encode_max(np.ascontiguousarray(zigzag(flat).astype(np.uint32)), int(hidden))
 
 
-def decode_mlp(buf, meta: dict) -> list[tuple[np.ndarray, np.ndarray]]:
-    """float32 ``(weight, bias)`` per layer from the ``mlp`` part (module docstring)."""
+def taps_shape(meta: dict) -> tuple[int, int, int] | None:
+    """Shape of the learned upsampling taps ``(L, 3, max radius + 1)``; ``None`` without."""
+    radii = meta.get("upsample")
+    return None if not radii else (len(meta["levels"]), 3, max(radii) + 1)
+
+
+def decode_mlp(buf, meta: dict) -> tuple[list[tuple[np.ndarray, np.ndarray]],
+                                         np.ndarray | None]:
+    """float32 ``(weight, bias)`` per layer and the upsampling taps (or ``None``) from the
+    ``mlp`` part (module docstring)."""
     sizes = mlp_shapes(len(meta["levels"]) * meta["channels"], meta["hidden"], meta["layers"])
-    n = sum(o * i + o for o, i in sizes)
+    tshape = taps_shape(meta)
+    ntensors = 2 * len(sizes) + (tshape is not None)
+    n = sum(o * i + o for o, i in sizes) + (math.prod(tshape) if tshape else 0)
     buf = np.asarray(buf, np.uint8)
-    if buf.size < 4 * len(sizes):
+    if buf.size < 2 * ntensors:
         raise CorruptChunkError(f"INR grid store: decoder part of {buf.size} bytes is truncated")
-    steps = buf[:4 * len(sizes)].view("<f2").astype(np.float64)
-    q = unzigzag(decode_max(buf[4 * len(sizes):], n, int(meta["hidden"]))).astype(np.int64)
+    steps = buf[:2 * ntensors].view("<f2").astype(np.float64)
+    q = unzigzag(decode_max(buf[2 * ntensors:], n, int(meta["hidden"]))).astype(np.int64)
     out, o = [], 0
     for k, (fo, fi) in enumerate(sizes):
         w = q[o:o + fo * fi].reshape(fo, fi).astype(np.float32) * np.float32(steps[2 * k])
@@ -74,7 +85,10 @@ def decode_mlp(buf, meta: dict) -> list[tuple[np.ndarray, np.ndarray]]:
         b = q[o:o + fo].astype(np.float32) * np.float32(steps[2 * k + 1])
         o += fo
         out.append((w, b))
-    return out
+    taps = None
+    if tshape is not None:
+        taps = q[o:].reshape(tshape).astype(np.float32) * np.float32(steps[-1])
+    return out, taps
 
 
 def write_grid_store(dest: str, meta: dict, parts: dict[str, bytes], *, overwrite: bool) -> str:
@@ -159,7 +173,7 @@ class GridDecoder:
                     raise CorruptChunkError(f"INR grid store {self.path}: bad tile offsets")
                 adims = [len(entropy.CONTEXT), m["arm_hidden"], m["arm_hidden"], 2]
                 self._parts = {
-                    "mlp": decode_mlp(lay["mlp"], m),
+                    "mlp": decode_mlp(lay["mlp"], m),  # (layers, taps)
                     "arm": entropy.IntARM.from_bytes(lay["arm"].tobytes(), adims,
                                                      len(m["levels"])),
                     "offsets": offsets, "latents": lay["latents"]}
@@ -179,7 +193,9 @@ class GridDecoder:
         sl = self.grid.slices(i)
         shape = tuple(s.stop - s.start for s in sl)
         valid = model_shape(shape)
-        y = decode_tile(self.latents(i), self._load()["mlp"], self.model_shape, valid)
+        layers, taps = self._load()["mlp"]
+        up = None if taps is None else (taps, self.meta["upsample"])
+        y = decode_tile(self.latents(i), layers, self.model_shape, valid, up)
         mean, std = self.meta["norm"]
         vals = (y.astype(np.float64) * std + mean).reshape(shape)
         if self.camera is not None:

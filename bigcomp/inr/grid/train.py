@@ -35,7 +35,7 @@ import numpy as np
 
 from ..model import require_torch
 from .entropy import CONTEXT
-from .net import axis_weights
+from .net import axis_weights, fine_shape
 
 __all__ = ["FitResult", "fit"]
 
@@ -61,7 +61,8 @@ LATENTS_PER_THREAD = 1 << 20  # CPU threads: one per this many latents (small te
 @dataclass
 class FitResult:
     """Trained model: float latents per level ``(T, C, d, h, w)``, MLP and ARM layers
-    ``(weight (out, in), bias)`` and the ARM's per-level log-scale offsets (numpy)."""
+    ``(weight (out, in), bias)``, the ARM's per-level log-scale offsets and the learned
+    upsampling taps (numpy)."""
 
     latents: list[np.ndarray]
     mlp: list[tuple[np.ndarray, np.ndarray]]
@@ -69,6 +70,7 @@ class FitResult:
     level_logb: np.ndarray
     lam: float
     history: list[dict]
+    taps: np.ndarray | None = None  # learned upsampling (L, 3, R + 1), see net.upsampled
 
 
 def _soft_round(torch, x, alpha: float):
@@ -106,9 +108,14 @@ class _Model:
     """Parameters and forward passes (plain tensors; torch imported lazily)."""
 
     def __init__(self, torch, ntiles, shapes, channels, hidden, layers, arm_hidden, gen,
-                 device):
+                 device, radii=None):
         self.torch = torch
         nn = torch.nn
+        self.radii = radii
+        self.fine = fine_shape(shapes)
+        self.channels = channels
+        self.taps = None if radii is None else torch.zeros(
+            (len(shapes), 3, max(radii) + 1), device=device, requires_grad=True)
         self.latents = [torch.zeros((ntiles, channels, *s), device=device, requires_grad=True)
                         for s in shapes]
         dims = [channels * len(shapes)] + [hidden] * layers + [1]
@@ -126,7 +133,31 @@ class _Model:
         return w.requires_grad_(), b.requires_grad_()
 
     def net_params(self):
-        return [t for layer in self.mlp + self.arm for t in layer] + [self.level_logb]
+        return ([t for layer in self.mlp + self.arm for t in layer] + [self.level_logb]
+                + ([] if self.taps is None else [self.taps]))
+
+    def grid(self, lats):
+        """Learned upsampling (:func:`bigcomp.inr.grid.net.upsampled`): ``(T, C·L, *fine)``."""
+        f = self.torch.nn.functional
+        c = self.channels
+        out = []
+        for lev, q in enumerate(lats):
+            u = q if tuple(q.shape[2:]) == self.fine else f.interpolate(
+                q, size=self.fine, mode="trilinear", align_corners=True)
+            for a, r in enumerate(self.radii):  # z, y, x
+                side = self.taps[lev, a, 1:r + 1]
+                k = self.torch.cat([side.flip(0), 1 + self.taps[lev, a, :1], side])
+                if r == 0:
+                    u = u * k[0]
+                    continue
+                pad = [0] * 6
+                pad[2 * (2 - a)] = pad[2 * (2 - a) + 1] = r  # F.pad order: x, y, z
+                shape = [1, 1, 1]
+                shape[a] = 2 * r + 1
+                w = k.view(1, 1, *shape).expand(c, 1, *shape)
+                u = f.conv3d(f.pad(u, pad, mode="replicate"), w, groups=c)
+            out.append(u)
+        return self.torch.cat(out, 1)
 
     def decode(self, feats):
         f = self.torch.nn.functional
@@ -223,11 +254,13 @@ def fit(values: np.ndarray, tile: Sequence[int], model_shape: Sequence[int],
         shapes: Sequence[tuple[int, int, int]], *, channels: int, hidden: int, layers: int,
         arm_hidden: int, steps: int, batch: int, budget_bits: Callable[[], float] | None,
         lam: float, seed: int, device: str = "cpu",
-        progress: Callable[[int, int], None] | None = None) -> FitResult:
+        progress: Callable[[int, int], None] | None = None,
+        upsample: Sequence[int] | None = None) -> FitResult:
     """Train latents, decoder and ARM on ``values`` (normalised, the array's shape).
 
     ``budget_bits()``: the latents' share of the byte budget in bits (re-evaluated as the
-    controller runs); ``None`` trains at the fixed ``lam``.
+    controller runs); ``None`` trains at the fixed ``lam``. ``upsample``: kernel radii
+    (z, y, x) of the learned upsampling, ``None`` for plain trilinear interpolation.
     """
     torch = require_torch()
     dev = torch.device(device)
@@ -241,19 +274,26 @@ def fit(values: np.ndarray, tile: Sequence[int], model_shape: Sequence[int],
         return _fit(torch, dev, values, tile, model_shape, shapes, channels=channels,
                     hidden=hidden, layers=layers, arm_hidden=arm_hidden, steps=steps,
                     batch=batch, budget_bits=budget_bits, lam=lam, seed=seed,
-                    progress=progress)
+                    progress=progress, radii=None if upsample is None else tuple(upsample))
     finally:
         torch.set_num_threads(threads)
         torch.set_flush_denormal(False)
 
 
 def _fit(torch, dev, values, tile, model_shape, shapes, *, channels, hidden, layers,
-         arm_hidden, steps, batch, budget_bits, lam, seed, progress) -> FitResult:
+         arm_hidden, steps, batch, budget_bits, lam, seed, progress, radii) -> FitResult:
     gen = torch.Generator(device=dev)
     gen.manual_seed(int(seed))
     ntiles = math.prod(-(-s // t) for s, t in zip(values.shape, tile, strict=True))
-    model = _Model(torch, ntiles, shapes, channels, hidden, layers, arm_hidden, gen, dev)
-    sampler = _Sampler(torch, values, tuple(tile), tuple(model_shape), list(shapes), dev, gen)
+    model = _Model(torch, ntiles, shapes, channels, hidden, layers, arm_hidden, gen, dev,
+                   radii)
+    grids = [model.fine] if radii is not None else list(shapes)
+    sampler = _Sampler(torch, values, tuple(tile), tuple(model_shape), grids, dev, gen)
+
+    def features(lats, tile_idx, local):
+        return sampler.features([model.grid(lats)] if radii is not None else lats, tile_idx,
+                                local)
+
     nvox = values.size
     groups = [{"params": model.latents, "lr": LR_LATENT},
               {"params": model.net_params(), "lr": LR_NET}]
@@ -292,7 +332,7 @@ def _fit(torch, dev, values, tile, model_shape, shapes, *, channels, hidden, lay
             noisy = [_soft_round(torch, p, alpha)
                      + _kumaraswamy(torch, p.shape, a, gen, dev) for p in model.latents]
             lats = [_soft_round(torch, r, alpha) for r in noisy]
-        pred = model.decode(sampler.features(lats, tile_idx, local))
+        pred = model.decode(features(lats, tile_idx, local))
         mse = torch.nn.functional.mse_loss(pred, sampler.values[idx])
         rate = model.rate(noisy)
         loss = mse + math.exp(log_lam) * rate / nvox
@@ -327,4 +367,5 @@ def _fit(torch, dev, values, tile, model_shape, shapes, *, channels, hidden, lay
     return FitResult([arr(p) for p in model.latents],
                      [(arr(w), arr(b)) for w, b in model.mlp],
                      [(arr(w), arr(b)) for w, b in model.arm], arr(model.level_logb),
-                     math.exp(log_lam), history)
+                     math.exp(log_lam), history,
+                     None if model.taps is None else arr(model.taps))
