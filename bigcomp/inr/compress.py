@@ -101,12 +101,17 @@ def _check(data, camera, target_ratio, target_psnr, width, steps, bits, device, 
             continue
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
             raise ParameterError(f"{name} must be an integer in [{lo}, {hi}], got {v!r}")
+    if init not in ("auto", "reptile", "seeded"):
+        raise ParameterError(f"init must be 'auto', 'reptile' or 'seeded', got {init!r}")
+    return data, check_common(camera, domain, device)
+
+
+def check_common(camera, domain: str, device: str):
+    """Checks shared by the INR models (camera, fitting domain, device); returns torch."""
     if camera is not None and not isinstance(camera, CameraModel):
         raise ParameterError("camera must be a bigcomp.CameraModel or None")
     if domain not in ("auto", "gat", "linear"):
         raise ParameterError(f"domain must be 'auto', 'gat' or 'linear', got {domain!r}")
-    if init not in ("auto", "reptile", "seeded"):
-        raise ParameterError(f"init must be 'auto', 'reptile' or 'seeded', got {init!r}")
     torch = require_torch()
     dev = str(device)
     if dev.startswith("cuda"):
@@ -115,7 +120,7 @@ def _check(data, camera, target_ratio, target_psnr, width, steps, bits, device, 
                                  "device='cpu'")
     elif dev != "cpu":
         raise ParameterError(f"device must be 'cpu' or 'cuda[:n]', got {device!r}")
-    return data, torch
+    return torch
 
 
 def _read(data, grid: TileGrid, i: int) -> np.ndarray:

@@ -60,7 +60,7 @@ def default_grid_tile(shape: Sequence[int]) -> tuple[int, ...]:
 
 def _check(data, camera, target_ratio, lam, tile, levels, channels, hidden, layers,
            arm_hidden, steps, batch, domain, device):
-    from ..model import require_torch
+    from ..compress import check_common
 
     if not hasattr(data, "shape") or not hasattr(data, "dtype"):
         data = np.asarray(data)
@@ -85,18 +85,7 @@ def _check(data, camera, target_ratio, lam, tile, levels, channels, hidden, laye
                             ("batch", batch, 16, 10**8)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
             raise ParameterError(f"{name} must be an integer in [{lo}, {hi}], got {v!r}")
-    if camera is not None and not isinstance(camera, CameraModel):
-        raise ParameterError("camera must be a bigcomp.CameraModel or None")
-    if domain not in ("auto", "gat", "linear"):
-        raise ParameterError(f"domain must be 'auto', 'gat' or 'linear', got {domain!r}")
-    torch = require_torch()
-    dev = str(device)
-    if dev.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ParameterError(f"device={dev!r} but torch sees no CUDA device; use "
-                                 "device='cpu'")
-    elif dev != "cpu":
-        raise ParameterError(f"device must be 'cpu' or 'cuda[:n]', got {device!r}")
+    check_common(camera, domain, device)
     grid = TileGrid.create(data.shape, tile if tile is not None else default_grid_tile(
         data.shape))
     if len(data.shape) > 3 and any(t != 1 for t in grid.tile[:-3]):
