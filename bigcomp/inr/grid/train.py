@@ -48,8 +48,6 @@ RC_EVERY, RC_GAIN, RC_STE_GAIN = 10, 2e-3, 5.0
 FREEZE_DROP = 0.9  # stored rate after / before the freeze (the ARM then fits the integers
 #                   themselves; measured 0.89-0.90 on brain3d and light-sheet at 500x): the
 #                   noise phase aims at budget / FREEZE_DROP
-TRIM, TRIM_LR = 0.2, 0.1  # over budget after the schedule: up to TRIM·steps more STE steps
-#                          at TRIM_LR of the base learning rates, until the rounded rate fits
 LOG_LAMBDA_RANGE = 5.0  # log λ stays within ± this of its start
 LR_LATENT, LR_NET = 2e-2, 1e-2
 LOGB_RANGE = (-5.0, 6.0)  # = entropy.J_MIN / 8, J_MAX / 8
@@ -311,20 +309,11 @@ def _fit(torch, dev, values, tile, model_shape, shapes, *, channels, hidden, lay
         opt, [lambda s: cosine(s) if s < ste_from else 0.0, cosine])
     log_lam0 = log_lam = math.log(lam)
     history: list[dict] = []
-    extra = int(TRIM * steps) if budget_bits is not None else 0
     hard = math.inf
-    for step in range(steps + extra):
-        if step == steps:  # trim phase: over budget after the schedule
-            if hard <= budget_bits():
-                break
-            for g, base in zip(opt.param_groups, (LR_LATENT, LR_NET), strict=True):
-                g["lr"] = TRIM_LR * base
+    for step in range(steps):
         idx, tile_idx, local = sampler.batch(batch)
         frac = step / max(ste_from, 1)
-        if step >= steps:  # trim: the latents move again (straight-through)
-            lats = [p + (torch.round(p) - p).detach() for p in model.latents]
-            noisy = lats
-        elif step >= ste_from:  # frozen at the rounding
+        if step >= ste_from:  # frozen at the rounding
             lats = noisy = [torch.round(p.detach()) for p in model.latents]
         else:
             alpha = 1 / (T0 + (T1 - T0) * frac)
@@ -339,10 +328,9 @@ def _fit(torch, dev, values, tile, model_shape, shapes, *, channels, hidden, lay
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if step < steps:
-            sched.step()
+        sched.step()
         last = step == steps - 1
-        check = step % RC_EVERY == 0 or last or step >= steps
+        check = step % RC_EVERY == 0 or last
         if budget_bits is not None and check:
             with torch.no_grad():  # the stored (rounded) latents after this step's update
                 hard = float(model.rate([torch.round(p.detach()) for p in model.latents]))
@@ -350,20 +338,15 @@ def _fit(torch, dev, values, tile, model_shape, shapes, *, channels, hidden, lay
             aim = budget_bits() / (FREEZE_DROP if step < ste_from else 1.0)
             log_lam += gain * RC_EVERY * math.log(max(hard, 1.0) / max(aim, 1.0))
             log_lam = min(max(log_lam, log_lam0 - LOG_LAMBDA_RANGE), log_lam0 + LOG_LAMBDA_RANGE)
-            if step >= steps and hard <= budget_bits():
-                break
         if step % 250 == 0 or last or step == ste_from:
             history.append(_record(step, mse, rate, log_lam, hard))
             log.debug("step %d: %s", step, history[-1])
         if progress is not None:
-            progress(min(step + 1, steps), steps)
+            progress(step + 1, steps)
 
     def arr(t):
         return t.detach().float().cpu().numpy()
 
-    if steps + extra > 0 and history and history[-1]["step"] != step:
-        history.append(_record(step, mse, rate, log_lam, hard))
-        log.debug("step %d: %s", step, history[-1])
     return FitResult([arr(p) for p in model.latents],
                      [(arr(w), arr(b)) for w, b in model.mlp],
                      [(arr(w), arr(b)) for w, b in model.arm], arr(model.level_logb),
