@@ -271,10 +271,7 @@ def compress_grid(data: Any, dest: str | os.PathLike, *, camera: CameraModel | N
                 f"leaves {latent_bytes:.0f} bytes for the latents of {grid.ntiles} tiles after "
                 f"{fixed} fixed bytes (metadata, decoder, entropy model); use a lower ratio "
                 "or a larger array")
-
-        def budget_bits() -> float:
-            return 8 * RC_MARGIN * latent_bytes
-
+        budget_bits = 8 * RC_MARGIN * latent_bytes
         lam = LAMBDA0 * float(target_ratio) / 500.0
 
     t1 = time.perf_counter()

@@ -250,15 +250,15 @@ def _record(step: int, mse, rate, log_lam: float, hard: float) -> dict:
 
 def fit(values: np.ndarray, tile: Sequence[int], model_shape: Sequence[int],
         shapes: Sequence[tuple[int, int, int]], *, channels: int, hidden: int, layers: int,
-        arm_hidden: int, steps: int, batch: int, budget_bits: Callable[[], float] | None,
+        arm_hidden: int, steps: int, batch: int, budget_bits: float | None,
         lam: float, seed: int, device: str = "cpu",
         progress: Callable[[int, int], None] | None = None,
         upsample: Sequence[int] | None = None) -> FitResult:
     """Train latents, decoder and ARM on ``values`` (normalised, the array's shape).
 
-    ``budget_bits()``: the latents' share of the byte budget in bits (re-evaluated as the
-    controller runs); ``None`` trains at the fixed ``lam``. ``upsample``: kernel radii
-    (z, y, x) of the learned upsampling, ``None`` for plain trilinear interpolation.
+    ``budget_bits``: the latents' share of the byte budget in bits; ``None`` trains at the
+    fixed ``lam``. ``upsample``: kernel radii (z, y, x) of the learned upsampling, ``None``
+    for plain trilinear interpolation.
     """
     torch = require_torch()
     dev = torch.device(device)
@@ -335,7 +335,7 @@ def _fit(torch, dev, values, tile, model_shape, shapes, *, channels, hidden, lay
             with torch.no_grad():  # the stored (rounded) latents after this step's update
                 hard = float(model.rate([torch.round(p.detach()) for p in model.latents]))
             gain = RC_GAIN * (RC_STE_GAIN if step >= ste_from else 1.0)
-            aim = budget_bits() / (FREEZE_DROP if step < ste_from else 1.0)
+            aim = budget_bits / (FREEZE_DROP if step < ste_from else 1.0)
             log_lam += gain * RC_EVERY * math.log(max(hard, 1.0) / max(aim, 1.0))
             log_lam = min(max(log_lam, log_lam0 - LOG_LAMBDA_RANGE), log_lam0 + LOG_LAMBDA_RANGE)
         if step % 250 == 0 or last or step == ste_from:
