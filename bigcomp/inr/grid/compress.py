@@ -15,8 +15,9 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +27,9 @@ from ..tiling import TileGrid
 from . import entropy
 from .net import level_shapes, mlp_shapes
 from .store import encode_mlp, model_shape, write_grid_store
+
+if TYPE_CHECKING:
+    from .train import FitResult
 
 __all__ = ["compress_grid", "default_grid_tile"]
 
@@ -160,10 +164,10 @@ def compress_grid(data: Any, dest: str | os.PathLike, *, camera: CameraModel | N
         Fitting domain (variance-stabilised); integer data without one get a photon-transfer
         estimate (as :func:`bigcomp.inr.compress_inr`).
     target_ratio : float, optional
-        Raw bytes / every stored byte to aim for; the rate weight follows it during training.
-        The landing is approximate (519–680× for 500 on the benchmark arrays, one run 9 %
-        over its budget at the end of training): :func:`bigcomp.inr.inr_info` gives the
-        achieved ratio.
+        Raw bytes / every stored byte to reach: the rate weight follows it during training,
+        and latents over the budget are then moved (:mod:`bigcomp.inr.grid.landing`) until
+        the store fits; it may end under the budget (a higher ratio).
+        :func:`bigcomp.inr.inr_info` gives the achieved ratio.
     lam : float
         Rate weight without ``target_ratio`` (larger: smaller store, lower fidelity); with a
         target the controller starts from ``LAMBDA0 · target_ratio / 500``.
@@ -274,22 +278,41 @@ def compress_grid(data: Any, dest: str | os.PathLike, *, camera: CameraModel | N
         budget_bits = 8 * RC_MARGIN * latent_bytes
         lam = LAMBDA0 * float(target_ratio) / 500.0
 
+    def stored_bytes(res: FitResult) -> int:  # what ``res`` would write, every byte
+        parts = _parts(res, meta, grid.ntiles, hidden)
+        payload = sum(len(v) for v in parts.values())
+        return payload + _metadata_bytes(meta, payload)
+
     t1 = time.perf_counter()
     res = fit(values, grid.tile, mshape, shapes, channels=channels, hidden=hidden,
               layers=layers, arm_hidden=arm_hidden, steps=steps, batch=batch,
               budget_bits=budget_bits, lam=lam, seed=seed, device=device, progress=progress,
-              upsample=upsample)
-    t_train = time.perf_counter() - t1
+              upsample=upsample, stored_bytes=stored_bytes if budget_bits else None,
+              budget_bytes=raw / float(target_ratio) if budget_bits else None)
+    meta["training"]["train_seconds"] = round(time.perf_counter() - t1, 1)
+    parts = _parts(res, meta, grid.ntiles, hidden)
+    if target_ratio is not None:
+        payload = sum(len(v) for v in parts.values())
+        ratio = raw / (payload + _metadata_bytes(meta, payload))
+        if ratio < target_ratio:  # the landing could not cut enough: say so, keep the store
+            warnings.warn(f"the grid model reached {ratio:.1f}x, not target_ratio="
+                          f"{target_ratio}: its latents could not be cut further; train "
+                          "with fewer levels or channels for higher ratios",
+                          RuntimeWarning, stacklevel=2)
+    return write_grid_store(path, meta, parts, overwrite=overwrite)
+
+
+def _parts(res: FitResult, meta: dict, ntiles: int, hidden: int) -> dict[str, bytes]:
+    """The payload parts of a trained model; sets ``meta``'s bounds and λ."""
     decoder = [t for layer in res.mlp for t in layer]
     mlp_ints, mlp_steps = _quantise(decoder + ([res.taps] if res.taps is not None else []))
     arm = entropy.quantise_arm(res.arm, res.level_logb)
-    ints = [np.clip(np.rint(lat), -128, 127).astype(np.int64) for lat in res.latents]
+    ints = res.ints
     bounds = np.array([[int(q.min()), int(q.max())] for q in ints], np.int64)
     streams = [entropy.encode_latents([q[t] for q in ints], arm, bounds)
-               for t in range(grid.ntiles)]
+               for t in range(ntiles)]
     offsets = np.cumsum([0] + [len(s) for s in streams]).astype("<u8")
     meta["bounds"] = bounds.tolist()
-    meta["training"].update({"lam": float(f"{res.lam:.4g}"), "train_seconds": round(t_train, 1)})
-    parts = {"mlp": encode_mlp(mlp_ints, mlp_steps, hidden), "arm": arm.to_bytes(),
-             "offsets": offsets.tobytes(), "latents": b"".join(streams)}
-    return write_grid_store(path, meta, parts, overwrite=overwrite)
+    meta["training"]["lam"] = float(f"{res.lam:.4g}")
+    return {"mlp": encode_mlp(mlp_ints, mlp_steps, hidden), "arm": arm.to_bytes(),
+            "offsets": offsets.tobytes(), "latents": b"".join(streams)}

@@ -45,9 +45,14 @@ T0, T1 = 0.3, 0.1  # soft-rounding temperature, start and end of the noise phase
 KUMA = 2.0  # Kumaraswamy shape at the end of the noise phase (1: uniform)
 STE = 0.2  # share of the steps with hard rounding (straight-through)
 RC_EVERY, RC_GAIN, RC_STE_GAIN = 10, 2e-3, 5.0
-FREEZE_DROP = 0.9  # stored rate after / before the freeze (the ARM then fits the integers
-#                   themselves; measured 0.89-0.90 on brain3d and light-sheet at 500x): the
+FREEZE_DROP = 0.935  # stored rate after / before the freeze (the ARM then fits the integers
+#                   themselves; measured 0.933-0.934 on brain3d and light-sheet at 500x): the
 #                   noise phase aims at budget / FREEZE_DROP
+RC_SPIKE = 1.25  # the rounded rate counts at most this many times the training rate
+RC_CLIP = 0.5  # |ln(rate / aim)| counted per check at most (the rounded rate of a young ARM
+#                spikes: 2.4x once at step 500 on light-sheet, which tripled λ)
+LAND_AT = 0.9  # share of the steps after which the latents land on the byte budget
+#                (landing.py); decoder and ARM then train on the landed latents
 LOG_LAMBDA_RANGE = 5.0  # log λ stays within ± this of its start
 LR_LATENT, LR_NET = 2e-2, 1e-2
 LOGB_RANGE = (-5.0, 6.0)  # = entropy.J_MIN / 8, J_MAX / 8
@@ -69,6 +74,11 @@ class FitResult:
     lam: float
     history: list[dict]
     taps: np.ndarray | None = None  # learned upsampling (L, 3, R + 1), see net.upsampled
+
+    @property
+    def ints(self) -> list[np.ndarray]:
+        """The stored latents: rounded, int64, in the alphabet's range."""
+        return [np.clip(np.rint(lat), -128, 127).astype(np.int64) for lat in self.latents]
 
 
 def _soft_round(torch, x, alpha: float):
@@ -166,20 +176,24 @@ class _Model:
                 h = f.gelu(h, approximate="tanh")
         return h[:, 0]
 
+    def laplace_params(self, q, lev: int):
+        """The float ARM's ``(μ, log b)`` of every latent of level ``lev`` (flat, as
+        ``q.reshape(-1)``) from its causal context in ``q``."""
+        torch, f = self.torch, self.torch.nn.functional
+        t, c = q.shape[:2]
+        h = causal_context(torch, q.reshape(1, t * c, *q.shape[2:]))
+        for j, (w, b) in enumerate(self.arm):
+            h = f.linear(h, w, b)
+            if j < len(self.arm) - 1:
+                h = f.relu(h)
+        return h[:, 0], h[:, 1] + self.level_logb[lev]
+
     def rate(self, lats) -> object:
         """Code length in bits of ``lats`` (one tensor per level) under the float ARM."""
-        torch, f = self.torch, self.torch.nn.functional
         total = 0.0
         for lev, q in enumerate(lats):
-            t, c = q.shape[:2]
-            ctx = causal_context(torch, q.reshape(1, t * c, *q.shape[2:]))
-            h = ctx
-            for j, (w, b) in enumerate(self.arm):
-                h = f.linear(h, w, b)
-                if j < len(self.arm) - 1:
-                    h = f.relu(h)
-            total = total + laplace_bits(torch, q.reshape(-1), h[:, 0],
-                                         h[:, 1] + self.level_logb[lev]).sum()
+            total = total + laplace_bits(self.torch, q.reshape(-1),
+                                         *self.laplace_params(q, lev)).sum()
         return total
 
 
@@ -203,9 +217,18 @@ class _Sampler:
         self.shapes = shapes
 
     def batch(self, n: int):
+        """``n`` voxels drawn uniformly: flat index, tile index, in-tile (z, y, x)."""
+        return self.locate(self.torch.randint(0, self.values.numel(), (n,), generator=self.gen,
+                                              device=self.device))
+
+    def chunks(self, n: int):
+        """Every voxel once, ``n`` at a time (as :meth:`batch`)."""
+        for start in range(0, self.values.numel(), n):
+            yield self.locate(self.torch.arange(start, min(start + n, self.values.numel()),
+                                                device=self.device))
+
+    def locate(self, idx):
         torch = self.torch
-        idx = torch.randint(0, self.values.numel(), (n,), generator=self.gen,
-                            device=self.device)
         rem, local = idx, []
         tile_idx = torch.zeros_like(idx)
         nd = len(self.shape)
@@ -253,12 +276,17 @@ def fit(values: np.ndarray, tile: Sequence[int], model_shape: Sequence[int],
         arm_hidden: int, steps: int, batch: int, budget_bits: float | None,
         lam: float, seed: int, device: str = "cpu",
         progress: Callable[[int, int], None] | None = None,
-        upsample: Sequence[int] | None = None) -> FitResult:
+        upsample: Sequence[int] | None = None,
+        stored_bytes: Callable[[FitResult], int] | None = None,
+        budget_bytes: float | None = None) -> FitResult:
     """Train latents, decoder and ARM on ``values`` (normalised, the array's shape).
 
     ``budget_bits``: the latents' share of the byte budget in bits; ``None`` trains at the
     fixed ``lam``. ``upsample``: kernel radii (z, y, x) of the learned upsampling, ``None``
-    for plain trilinear interpolation.
+    for plain trilinear interpolation. ``stored_bytes(result)``: the size of the store that
+    ``result`` would write; with ``budget_bytes`` the latents land on that budget after
+    ``LAND_AT`` of the steps and again at the end, if over it
+    (:mod:`bigcomp.inr.grid.landing`).
     """
     torch = require_torch()
     dev = torch.device(device)
@@ -272,14 +300,16 @@ def fit(values: np.ndarray, tile: Sequence[int], model_shape: Sequence[int],
         return _fit(torch, dev, values, tile, model_shape, shapes, channels=channels,
                     hidden=hidden, layers=layers, arm_hidden=arm_hidden, steps=steps,
                     batch=batch, budget_bits=budget_bits, lam=lam, seed=seed,
-                    progress=progress, radii=None if upsample is None else tuple(upsample))
+                    progress=progress, radii=None if upsample is None else tuple(upsample),
+                    stored_bytes=stored_bytes, budget_bytes=budget_bytes)
     finally:
         torch.set_num_threads(threads)
         torch.set_flush_denormal(False)
 
 
 def _fit(torch, dev, values, tile, model_shape, shapes, *, channels, hidden, layers,
-         arm_hidden, steps, batch, budget_bits, lam, seed, progress, radii) -> FitResult:
+         arm_hidden, steps, batch, budget_bits, lam, seed, progress, radii, stored_bytes,
+         budget_bytes) -> FitResult:
     gen = torch.Generator(device=dev)
     gen.manual_seed(int(seed))
     ntiles = math.prod(-(-s // t) for s, t in zip(values.shape, tile, strict=True))
@@ -310,7 +340,43 @@ def _fit(torch, dev, values, tile, model_shape, shapes, *, channels, hidden, lay
     log_lam0 = log_lam = math.log(lam)
     history: list[dict] = []
     hard = math.inf
+    def result() -> FitResult:
+        def arr(t):
+            return t.detach().float().cpu().numpy()
+
+        return FitResult([arr(p) for p in model.latents],
+                         [(arr(w), arr(b)) for w, b in model.mlp],
+                         [(arr(w), arr(b)) for w, b in model.arm], arr(model.level_logb),
+                         math.exp(log_lam), history,
+                         None if model.taps is None else arr(model.taps))
+
+    landing = stored_bytes is not None and budget_bytes is not None
+    land_step = max(int(steps * LAND_AT), ste_from) if landing else -1
+    land_gen = torch.Generator(device=dev)
+    land_gen.manual_seed(int(seed) + 1)
+
+    def land_latents(final: bool) -> None:
+        from .landing import land
+
+        for _ in range(3 if final else 1):
+            excess = 8 * (stored_bytes(result()) - budget_bytes)
+            if excess <= 0:
+                return
+            with torch.no_grad():
+                q = [torch.round(p.detach()) for p in model.latents]
+                rate = float(model.rate(q))
+            q, rec = land(torch, model, sampler, q, rate - excess, land_gen)
+            for p, ql in zip(model.latents, q, strict=True):
+                p.data.copy_(ql)
+            history.append({"step": step, "landing": {"excess_bits": round(excess),
+                                                      "curvature": rec.curvature,
+                                                      "rounds": rec.rounds}})
+            log.debug("landing at step %d: %s", step, history[-1])
+
+    step = 0
     for step in range(steps):
+        if step == land_step:
+            land_latents(final=False)
         idx, tile_idx, local = sampler.batch(batch)
         frac = step / max(ste_from, 1)
         if step >= ste_from:  # frozen at the rounding
@@ -336,19 +402,17 @@ def _fit(torch, dev, values, tile, model_shape, shapes, *, channels, hidden, lay
                 hard = float(model.rate([torch.round(p.detach()) for p in model.latents]))
             gain = RC_GAIN * (RC_STE_GAIN if step >= ste_from else 1.0)
             aim = budget_bits / (FREEZE_DROP if step < ste_from else 1.0)
-            log_lam += gain * RC_EVERY * math.log(max(hard, 1.0) / max(aim, 1.0))
+            # a young ARM over-reads the rounded latents (2-3x for hundreds of steps on
+            # light-sheet, where the training rate read 1x): trust it up to RC_SPIKE x that
+            seen = min(hard, RC_SPIKE * float(rate.detach()))
+            err = math.log(max(seen, 1.0) / max(aim, 1.0))
+            log_lam += gain * RC_EVERY * min(max(err, -RC_CLIP), RC_CLIP)
             log_lam = min(max(log_lam, log_lam0 - LOG_LAMBDA_RANGE), log_lam0 + LOG_LAMBDA_RANGE)
         if step % 250 == 0 or last or step == ste_from:
             history.append(_record(step, mse, rate, log_lam, hard))
             log.debug("step %d: %s", step, history[-1])
         if progress is not None:
             progress(step + 1, steps)
-
-    def arr(t):
-        return t.detach().float().cpu().numpy()
-
-    return FitResult([arr(p) for p in model.latents],
-                     [(arr(w), arr(b)) for w, b in model.mlp],
-                     [(arr(w), arr(b)) for w, b in model.arm], arr(model.level_logb),
-                     math.exp(log_lam), history,
-                     None if model.taps is None else arr(model.taps))
+    if landing:
+        land_latents(final=True)
+    return result()
