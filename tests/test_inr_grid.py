@@ -167,12 +167,29 @@ def test_landing_cuts_an_excess_at_little_cost(stack):
     assert _latent_bytes(landed) <= budget
     records = [h["landing"] for h in landed.history if "landing" in h]
     assert records and records[0]["excess_bits"] > 0
-    assert all(r["moves"] > 0 for rec in records for r in rec["rounds"])
+    assert all(r["new_rate"] < r["rate"] for r in records[0]["rounds"][:1])
     for a, b in zip(free.ints, landed.ints, strict=True):
         assert a.shape == b.shape
     moved = sum(int((a != b).sum()) for a, b in zip(free.ints, landed.ints, strict=True))
     assert 0 < moved < 0.5 * sum(a.size for a in free.ints)
     assert _mse(landed, values) < 1.5 * _mse(free, values)
+
+
+def test_rate_weight_restarts_from_the_early_error(stack, monkeypatch):
+    """Long runs restart λ at KAPPA times the batch mse of the steps before RESTART."""
+    from bigcomp.inr.grid import train
+
+    monkeypatch.setattr(train, "RESTART", 30)
+    monkeypatch.setattr(train, "MSE_WINDOW", 10)
+    monkeypatch.setattr(train, "RESTART_MIN_STEPS", 0)
+    values = ((stack - stack.mean()) / stack.std()).astype(np.float32)
+    res = train.fit(values, stack.shape, stack.shape, level_shapes(stack.shape, 3), channels=2,
+                    hidden=12, layers=2, arm_hidden=8, steps=40, batch=1024,
+                    budget_bits=8 * 700, lam=0.3, seed=0)
+    (event,) = [h for h in res.history if "restart_lambda" in h]
+    assert event["step"] == 30
+    assert 0.01 < event["restart_lambda"] / train.KAPPA < 1.5  # mse of unit-variance data
+    assert res.lam < 2 * event["restart_lambda"]  # the controller went on from there
 
 
 def test_2d_and_float_data(tmp_path):

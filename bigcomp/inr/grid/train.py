@@ -13,11 +13,19 @@ simulated as in C3 / Cool-Chic:
   rounded rate rose 15–40 % after the controller had settled and λ chased it up; frozen,
   brain3d gained +0.15 dB at 500×, research round 3).
 
-**Rate control.** ``log λ`` is an integral controller: every ``RC_EVERY`` steps it moves by
-``RC_GAIN·RC_EVERY·ln(rate / aim)`` (``RC_STE_GAIN`` times that in the STE phase), where
-``rate`` is the code length of the *rounded* latents (what is stored), not the training proxy,
-and ``aim`` the budget, divided by ``FREEZE_DROP`` before the freeze (the ARM, trained on
-noisy latents until then, over-reads their rate by ~10 %).
+**Rate control.** ``λ`` starts at ``lam``; after ``RESTART`` steps (runs of at least
+``RESTART_MIN_STEPS``) it restarts at ``KAPPA`` times the recent batch mse (where 500× runs settled, within 2× on two very different
+stacks), then ``log λ`` is an integral controller: every ``RC_EVERY`` steps it moves by
+``RC_GAIN·RC_EVERY·ln(rate / aim)`` (the log clipped to ``±RC_CLIP``; ``RC_STE_GAIN`` times
+that in the STE phase), where ``rate`` is the code length of the *rounded* latents (what is
+stored; at most ``RC_SPIKE`` times the training proxy, which a young ARM's misreadings of
+the rounded latents exceed 2–3×) and ``aim`` the budget, divided by ``FREEZE_DROP`` before the
+freeze (the ARM, trained on noisy latents until then, over-reads their rate by ~7 %).
+
+**Landing.** The controller ends near the budget, not on it. With ``stored_bytes`` (the
+true size of the store a result would write), latents over budget after ``LAND_AT`` of the
+steps, and again at the end, are moved onto it (:mod:`bigcomp.inr.grid.landing`); decoder
+and ARM train on the landed latents for the last ``1 − LAND_AT`` of the steps.
 
 Measured on 3-D stacks (benchmarks/research/inr_grid, round 2): no latent fine-tune phase
 after training (it cost 0.2 dB and +40 % bytes), soft rounding and 32 Ki batches +0.15–0.3 dB.
@@ -48,6 +56,10 @@ RC_EVERY, RC_GAIN, RC_STE_GAIN = 10, 2e-3, 5.0
 FREEZE_DROP = 0.935  # stored rate after / before the freeze (the ARM then fits the integers
 #                   themselves; measured 0.933-0.934 on brain3d and light-sheet at 500x): the
 #                   noise phase aims at budget / FREEZE_DROP
+RESTART, MSE_WINDOW, KAPPA = 250, 100, 5.5  # λ restarts at KAPPA · the mean batch mse of
+#                   steps RESTART - MSE_WINDOW .. RESTART (controller off until then)
+RESTART_MIN_STEPS = 2000  # shorter runs control λ from the start (their early mse is far
+#                           from where they end)
 RC_SPIKE = 1.25  # the rounded rate counts at most this many times the training rate
 RC_CLIP = 0.5  # |ln(rate / aim)| counted per check at most (the rounded rate of a young ARM
 #                spikes: 2.4x once at step 500 on light-sheet, which tripled λ)
@@ -262,10 +274,12 @@ class _Sampler:
         return self.torch.cat(out, 1)
 
 
-def _record(step: int, mse, rate, log_lam: float, hard: float) -> dict:
+def _record(step: int, mse, rate, log_lam: float, hard: float, hard_mse) -> dict:
     """``rate_bytes``: the training proxy; ``stored_bytes``: the rounded latents under the
-    float ARM at the last rate check (what the controller steers)."""
+    float ARM at the last rate check (what the controller steers); ``hard_mse``: the batch's
+    error with the rounded latents."""
     return {"step": step, "mse": round(float(mse.detach()), 6),
+            "hard_mse": round(float(hard_mse), 6),
             "rate_bytes": round(float(rate.detach()) / 8),
             "stored_bytes": round(hard / 8) if math.isfinite(hard) else None,
             "lambda": round(math.exp(log_lam), 5)}
@@ -340,6 +354,8 @@ def _fit(torch, dev, values, tile, model_shape, shapes, *, channels, hidden, lay
     log_lam0 = log_lam = math.log(lam)
     history: list[dict] = []
     hard = math.inf
+    early_mse: list[float] = []
+    restart = RESTART if steps >= RESTART_MIN_STEPS else 0  # 0: control from the start
     def result() -> FitResult:
         def arr(t):
             return t.detach().float().cpu().numpy()
@@ -397,7 +413,14 @@ def _fit(torch, dev, values, tile, model_shape, shapes, *, channels, hidden, lay
         sched.step()
         last = step == steps - 1
         check = step % RC_EVERY == 0 or last
-        if budget_bits is not None and check:
+        if budget_bits is not None and restart - MSE_WINDOW <= step < restart:
+            early_mse.append(float(mse.detach()))
+        if budget_bits is not None and restart and step == restart:
+            # restart λ where 500x runs settled: λ ≈ KAPPA · mse (brain3d 0.8 at mse 0.13,
+            # light-sheet ~0.1 at 0.008, measured after RESTART steps: 0.16 and 0.019)
+            log_lam0 = log_lam = math.log(KAPPA * sum(early_mse) / len(early_mse))
+            history.append({"step": step, "restart_lambda": round(math.exp(log_lam), 5)})
+        if budget_bits is not None and check and step >= restart:
             with torch.no_grad():  # the stored (rounded) latents after this step's update
                 hard = float(model.rate([torch.round(p.detach()) for p in model.latents]))
             gain = RC_GAIN * (RC_STE_GAIN if step >= ste_from else 1.0)
@@ -409,7 +432,11 @@ def _fit(torch, dev, values, tile, model_shape, shapes, *, channels, hidden, lay
             log_lam += gain * RC_EVERY * min(max(err, -RC_CLIP), RC_CLIP)
             log_lam = min(max(log_lam, log_lam0 - LOG_LAMBDA_RANGE), log_lam0 + LOG_LAMBDA_RANGE)
         if step % 250 == 0 or last or step == ste_from:
-            history.append(_record(step, mse, rate, log_lam, hard))
+            with torch.no_grad():  # the decoder on the stored (rounded) latents
+                hard_mse = torch.nn.functional.mse_loss(model.decode(features(
+                    [torch.round(p) for p in model.latents], tile_idx, local)),
+                    sampler.values[idx])
+            history.append(_record(step, mse, rate, log_lam, hard, hard_mse))
             log.debug("step %d: %s", step, history[-1])
         if progress is not None:
             progress(step + 1, steps)
