@@ -152,27 +152,28 @@ def _mse(res, values):
 
 
 def test_landing_cuts_an_excess_at_little_cost(stack):
-    """Forced 20 % under the rate the controller reached: the landing moves latents by ±1
-    and meets the byte budget; the error grows far less than a 20 % rate cut by λ would."""
+    """Forced 20 % under the rate the controller reached: the landing moves latents by ±1,
+    meets the byte budget, and the error grows little."""
     from bigcomp.inr.grid.train import fit
 
     values = ((stack - stack.mean()) / stack.std()).astype(np.float32)
     shapes = level_shapes(stack.shape, 3)
-    kw = dict(channels=2, hidden=12, layers=2, arm_hidden=8, steps=150, batch=2048,
-              budget_bits=8 * 700, lam=0.05, seed=0, upsample=(1, 2, 2))
+    kw = {"channels": 2, "hidden": 12, "layers": 2, "arm_hidden": 8, "steps": 150,
+          "batch": 2048, "budget_bits": 8 * 700, "lam": 0.05, "seed": 0, "upsample": (1, 2, 2)}
     free = fit(values, stack.shape, stack.shape, shapes, **kw)
     budget = 0.8 * _latent_bytes(free)
     landed = fit(values, stack.shape, stack.shape, shapes, stored_bytes=_latent_bytes,
                  budget_bytes=budget, **kw)
     assert _latent_bytes(landed) <= budget
     records = [h["landing"] for h in landed.history if "landing" in h]
-    assert records and records[0]["excess_bits"] > 0
-    assert all(r["new_rate"] < r["rate"] for r in records[0]["rounds"][:1])
+    assert records
+    assert records[0]["excess_bits"] > 0
+    assert records[0]["rounds"][0]["new_rate"] < records[0]["rounds"][0]["rate"]
     for a, b in zip(free.ints, landed.ints, strict=True):
         assert a.shape == b.shape
     moved = sum(int((a != b).sum()) for a, b in zip(free.ints, landed.ints, strict=True))
     assert 0 < moved < 0.5 * sum(a.size for a in free.ints)
-    assert _mse(landed, values) < 1.5 * _mse(free, values)
+    assert _mse(landed, values) < 1.15 * _mse(free, values)  # measured 1.02
 
 
 def test_rate_weight_restarts_from_the_early_error(stack, monkeypatch):

@@ -288,7 +288,8 @@ def compress_grid(data: Any, dest: str | os.PathLike, *, camera: CameraModel | N
               layers=layers, arm_hidden=arm_hidden, steps=steps, batch=batch,
               budget_bits=budget_bits, lam=lam, seed=seed, device=device, progress=progress,
               upsample=upsample, stored_bytes=stored_bytes if budget_bits else None,
-              budget_bytes=raw / float(target_ratio) if budget_bits else None)
+              budget_bytes=raw / float(target_ratio) if budget_bits else None,
+              restart_scale=float(target_ratio) / 500.0 if budget_bits else 1.0)
     meta["training"]["train_seconds"] = round(time.perf_counter() - t1, 1)
     parts = _parts(res, meta, grid.ntiles, hidden)
     if target_ratio is not None:

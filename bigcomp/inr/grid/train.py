@@ -20,7 +20,7 @@ stacks), then ``log λ`` is an integral controller: every ``RC_EVERY`` steps it 
 that in the STE phase), where ``rate`` is the code length of the *rounded* latents (what is
 stored; at most ``RC_SPIKE`` times the training proxy, which a young ARM's misreadings of
 the rounded latents exceed 2–3×) and ``aim`` the budget, divided by ``FREEZE_DROP`` before the
-freeze (the ARM, trained on noisy latents until then, over-reads their rate by ~7 %).
+freeze (the ARM, trained on noisy latents until then, over-reads their rate by ~10 %).
 
 **Landing.** The controller ends near the budget, not on it. With ``stored_bytes`` (the
 true size of the store a result would write), latents over budget after ``LAND_AT`` of the
@@ -53,10 +53,11 @@ T0, T1 = 0.3, 0.1  # soft-rounding temperature, start and end of the noise phase
 KUMA = 2.0  # Kumaraswamy shape at the end of the noise phase (1: uniform)
 STE = 0.2  # share of the steps with hard rounding (straight-through)
 RC_EVERY, RC_GAIN, RC_STE_GAIN = 10, 2e-3, 5.0
-FREEZE_DROP = 0.935  # stored rate after / before the freeze (the ARM then fits the integers
-#                   themselves; measured 0.933-0.934 on brain3d and light-sheet at 500x): the
-#                   noise phase aims at budget / FREEZE_DROP
-RESTART, MSE_WINDOW, KAPPA = 250, 100, 5.5  # λ restarts at KAPPA · the mean batch mse of
+FREEZE_DROP = 0.9  # stored rate after / before the freeze (the ARM then fits the integers
+#                   themselves; measured 0.87-0.935, mean 0.91, on brain3d and light-sheet at
+#                   500x): the noise phase aims at budget / FREEZE_DROP. Low is cheap (13 %
+#                   fewer bytes cost brain3d 0.1 dB), over is cut by the landing
+RESTART, MSE_WINDOW, KAPPA = 250, 100, 4.5  # λ restarts at KAPPA · the mean batch mse of
 #                   steps RESTART - MSE_WINDOW .. RESTART (controller off until then)
 RESTART_MIN_STEPS = 2000  # shorter runs control λ from the start (their early mse is far
 #                           from where they end)
@@ -292,7 +293,7 @@ def fit(values: np.ndarray, tile: Sequence[int], model_shape: Sequence[int],
         progress: Callable[[int, int], None] | None = None,
         upsample: Sequence[int] | None = None,
         stored_bytes: Callable[[FitResult], int] | None = None,
-        budget_bytes: float | None = None) -> FitResult:
+        budget_bytes: float | None = None, restart_scale: float = 1.0) -> FitResult:
     """Train latents, decoder and ARM on ``values`` (normalised, the array's shape).
 
     ``budget_bits``: the latents' share of the byte budget in bits; ``None`` trains at the
@@ -300,7 +301,8 @@ def fit(values: np.ndarray, tile: Sequence[int], model_shape: Sequence[int],
     for plain trilinear interpolation. ``stored_bytes(result)``: the size of the store that
     ``result`` would write; with ``budget_bytes`` the latents land on that budget after
     ``LAND_AT`` of the steps and again at the end, if over it
-    (:mod:`bigcomp.inr.grid.landing`).
+    (:mod:`bigcomp.inr.grid.landing`). ``restart_scale``: multiplies the restart λ
+    (``target_ratio / 500``).
     """
     torch = require_torch()
     dev = torch.device(device)
@@ -315,7 +317,8 @@ def fit(values: np.ndarray, tile: Sequence[int], model_shape: Sequence[int],
                     hidden=hidden, layers=layers, arm_hidden=arm_hidden, steps=steps,
                     batch=batch, budget_bits=budget_bits, lam=lam, seed=seed,
                     progress=progress, radii=None if upsample is None else tuple(upsample),
-                    stored_bytes=stored_bytes, budget_bytes=budget_bytes)
+                    stored_bytes=stored_bytes, budget_bytes=budget_bytes,
+                    restart_scale=restart_scale)
     finally:
         torch.set_num_threads(threads)
         torch.set_flush_denormal(False)
@@ -323,7 +326,7 @@ def fit(values: np.ndarray, tile: Sequence[int], model_shape: Sequence[int],
 
 def _fit(torch, dev, values, tile, model_shape, shapes, *, channels, hidden, layers,
          arm_hidden, steps, batch, budget_bits, lam, seed, progress, radii, stored_bytes,
-         budget_bytes) -> FitResult:
+         budget_bytes, restart_scale) -> FitResult:
     gen = torch.Generator(device=dev)
     gen.manual_seed(int(seed))
     ntiles = math.prod(-(-s // t) for s, t in zip(values.shape, tile, strict=True))
@@ -418,7 +421,9 @@ def _fit(torch, dev, values, tile, model_shape, shapes, *, channels, hidden, lay
         if budget_bits is not None and restart and step == restart:
             # restart λ where 500x runs settled: λ ≈ KAPPA · mse (brain3d 0.8 at mse 0.13,
             # light-sheet ~0.1 at 0.008, measured after RESTART steps: 0.16 and 0.019)
-            log_lam0 = log_lam = math.log(KAPPA * sum(early_mse) / len(early_mse))
+            # (times target / 500, as the start λ)
+            log_lam0 = log_lam = math.log(KAPPA * sum(early_mse) / len(early_mse)
+                                          * restart_scale)
             history.append({"step": step, "restart_lambda": round(math.exp(log_lam), 5)})
         if budget_bits is not None and check and step >= restart:
             with torch.no_grad():  # the stored (rounded) latents after this step's update
