@@ -41,6 +41,8 @@ RC_MARGIN = 0.97  # the controller aims at this share of the latents' budget (th
 #                   entropy model codes ~1 % above the float one it trains with)
 LAMBDA0 = 0.3  # rate weight without a target; with one it starts at LAMBDA0·target/500
 #               (where 500x runs ended: 0.26-0.31 on brain3d, ~0.2 on light-sheet)
+UNUSED = 1.25  # a store this many times above its target ratio warns (budget unused; brain3d
+#              at 100x: 179x, λ down to 0.002, the default model full at 35 of 57 KB)
 MLP_BITS = 8
 UPSAMPLE = (1, 3, 3)  # learned upsampling kernel radii (z, y, x); research round 3: brain3d
 #                       +0.25 dB at 500x for +50 % training time
@@ -300,6 +302,12 @@ def compress_grid(data: Any, dest: str | os.PathLike, *, camera: CameraModel | N
                           f"{target_ratio}: its latents could not be cut further; train "
                           "with fewer levels or channels for higher ratios",
                           RuntimeWarning, stacklevel=2)
+        elif ratio > UNUSED * target_ratio:  # bytes left unused: fidelity left unused
+            warnings.warn(f"the grid model reached {ratio:.1f}x for target_ratio="
+                          f"{target_ratio}: it left {1 - target_ratio / ratio:.0%} of its "
+                          "budget unused (at low ratios the default model is full: give "
+                          "channels=4 or more steps for a closer fit)", RuntimeWarning,
+                          stacklevel=2)
     return write_grid_store(path, meta, parts, overwrite=overwrite)
 
 
