@@ -282,9 +282,7 @@ def compress_grid(data: Any, dest: str | os.PathLike, *, camera: CameraModel | N
         lam = LAMBDA0 * float(target_ratio) / 500.0
 
     def stored_bytes(res: FitResult) -> int:  # what ``res`` would write, every byte
-        parts = _parts(res, meta, grid.ntiles, hidden)
-        payload = sum(len(v) for v in parts.values())
-        return payload + _metadata_bytes(meta, payload)
+        return _store_bytes(meta, _parts(res, meta, grid.ntiles, hidden))
 
     t1 = time.perf_counter()
     res = fit(values, grid.tile, mshape, shapes, channels=channels, hidden=hidden,
@@ -296,8 +294,7 @@ def compress_grid(data: Any, dest: str | os.PathLike, *, camera: CameraModel | N
     meta["training"]["train_seconds"] = round(time.perf_counter() - t1, 1)
     parts = _parts(res, meta, grid.ntiles, hidden)
     if target_ratio is not None:
-        payload = sum(len(v) for v in parts.values())
-        ratio = raw / (payload + _metadata_bytes(meta, payload))
+        ratio = raw / _store_bytes(meta, parts)
         if ratio < target_ratio:  # the landing could not cut enough: say so, keep the store
             warnings.warn(f"the grid model reached {ratio:.1f}x, not target_ratio="
                           f"{target_ratio}: its latents could not be cut further; train "
@@ -310,6 +307,12 @@ def compress_grid(data: Any, dest: str | os.PathLike, *, camera: CameraModel | N
                           "channels=4 or more steps for a closer fit)", RuntimeWarning,
                           stacklevel=2)
     return write_grid_store(path, meta, parts, overwrite=overwrite)
+
+
+def _store_bytes(meta: dict, parts: dict[str, bytes]) -> int:
+    """Every byte of the store ``meta`` and ``parts`` make: payload and zarr metadata."""
+    payload = sum(len(v) for v in parts.values())
+    return payload + _metadata_bytes(meta, payload)
 
 
 def _parts(res: FitResult, meta: dict, ntiles: int, hidden: int) -> dict[str, bytes]:

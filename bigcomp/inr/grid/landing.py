@@ -135,20 +135,21 @@ def _predicted_rate(dd, dr, mu: float) -> float:
                      for d, r in zip(dd, dr, strict=True)))
 
 
-def _multiplier(dd, dr, rate0: float, aim: float) -> float:
-    """The least ``μ`` (bisected in log space) whose predicted rate is at most ``aim``."""
-    if rate0 + _predicted_rate(dd, dr, 0.0) <= aim:
+def _multiplier(dd, dr, aim: float) -> float:
+    """The least ``μ`` (bisected in log space) whose predicted rate change is at most
+    ``aim``."""
+    if _predicted_rate(dd, dr, 0.0) <= aim:
         return 0.0
     lo, hi = 0.0, 1.0
-    while rate0 + _predicted_rate(dd, dr, hi) > aim and hi < 1e12:
+    while _predicted_rate(dd, dr, hi) > aim and hi < 1e12:
         lo, hi = hi, hi * 4
     if lo == 0.0:
         lo = hi
-        while lo > 1e-12 and rate0 + _predicted_rate(dd, dr, lo) <= aim:
+        while lo > 1e-12 and _predicted_rate(dd, dr, lo) <= aim:
             lo /= 4
     for _ in range(30):
         mid = math.sqrt(lo * hi) if lo > 0 else hi / 2
-        if rate0 + _predicted_rate(dd, dr, mid) <= aim:
+        if _predicted_rate(dd, dr, mid) <= aim:
             hi = mid
         else:
             lo = mid
@@ -157,7 +158,7 @@ def _multiplier(dd, dr, rate0: float, aim: float) -> float:
 
 def _class_moves(torch, model, q, bits, g, h, cls: int, cut_bits: float):
     """Moves ``δ`` (per level, ``q``'s shape) of class ``cls``'s members that cut at least
-    ``cut_bits`` (or all they can) at the least predicted error; and the bits they cut."""
+    ``cut_bits`` (or all they can) at the least predicted error; and the multiplier ``μ``."""
     inf = float("inf")
     masks = [_members(torch, ql, cls) for ql in q]
     dd, dr = [], []
@@ -176,10 +177,10 @@ def _class_moves(torch, model, q, bits, g, h, cls: int, cut_bits: float):
                 dr[lev].append(torch.where(ok, delta, 0.0).reshape(-1))
     dd = [torch.stack([a, torch.zeros_like(a), b]) for a, b in dd]
     dr = [torch.stack([a, torch.zeros_like(a), b]) for a, b in dr]
-    mu = _multiplier(dd, dr, 0.0, -cut_bits)
+    mu = _multiplier(dd, dr, -cut_bits)
     steps = [(_choose(d, r, mu) - 1).to(ql.dtype).reshape(ql.shape)
              for d, r, ql in zip(dd, dr, q, strict=True)]
-    return steps, -_predicted_rate(dd, dr, mu), mu
+    return steps, mu
 
 
 def land(torch, model, sampler, q: list, aim_bits: float, gen) -> tuple[list, Landing]:
@@ -202,7 +203,7 @@ def land(torch, model, sampler, q: list, aim_bits: float, gen) -> tuple[list, La
         for cls in range(CLASSES):
             if rate <= aim_bits:
                 break
-            steps, _cut, mu = _class_moves(torch, model, q, bits, g, h, cls,
+            steps, mu = _class_moves(torch, model, q, bits, g, h, cls,
                                            (rate - aim_bits) / (CLASSES - cls))
             q = [ql + s for ql, s in zip(q, steps, strict=True)]
             moves += int(sum(int((s != 0).sum()) for s in steps))

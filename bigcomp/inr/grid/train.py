@@ -14,8 +14,8 @@ simulated as in C3 / Cool-Chic:
   brain3d gained +0.15 dB at 500×, research round 3).
 
 **Rate control.** ``λ`` starts at ``lam``; after ``RESTART`` steps (runs of at least
-``RESTART_MIN_STEPS``) it restarts at ``KAPPA`` times the recent batch mse (where 500× runs settled, within 2× on two very different
-stacks), then ``log λ`` is an integral controller: every ``RC_EVERY`` steps it moves by
+``RESTART_MIN_STEPS``) it restarts at ``KAPPA`` times the recent batch mse times
+``restart_scale`` (where 500× runs settled, within 2× on two very different stacks), then ``log λ`` is an integral controller: every ``RC_EVERY`` steps it moves by
 ``RC_GAIN·RC_EVERY·ln(rate / aim)`` (the log clipped to ``±RC_CLIP``; ``RC_STE_GAIN`` times
 that in the STE phase), where ``rate`` is the code length of the *rounded* latents (what is
 stored; at most ``RC_SPIKE`` times the training proxy, which a young ARM's misreadings of
@@ -359,6 +359,7 @@ def _fit(torch, dev, values, tile, model_shape, shapes, *, channels, hidden, lay
     hard = math.inf
     early_mse: list[float] = []
     restart = RESTART if steps >= RESTART_MIN_STEPS else 0  # 0: control from the start
+
     def result() -> FitResult:
         def arr(t):
             return t.detach().float().cpu().numpy()
