@@ -7,10 +7,19 @@ classes (numcodecs, zarr v3) are thin wrappers around these two functions.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from .errors import BigcompError, CorruptChunkError, ParameterError, UnsupportedDataError
-from .format import ChunkHeader, pack_chunk, unpack_chunk
+from .errors import (
+    BigcompError,
+    ChunkMismatchError,
+    CorruptChunkError,
+    ParameterError,
+    UnsupportedDataError,
+)
+from .format import EXACT_DTYPE, ChunkHeader, pack_chunk, unpack_chunk
+from .limits import check_chunk_size
 from .kernels import _coders, _rice
 from .kernels._dpcm import FRACTION_BITS, dpcm_decode, dpcm_encode
 from .kernels._fused import decode_fast_fused, encode_fast_fused
@@ -28,6 +37,10 @@ SUPPORTED_DTYPES = (np.dtype("uint8"), np.dtype("uint16"), np.dtype("float32"))
 ORDERS = ("qp", "pq")
 CODERS = ("fast", "max", "rice")
 _FLOAT_K_LIMIT = 1 << 29
+# predict-then-quantise works on forward(x) / q in fixed point (2**FRACTION_BITS per step);
+# below 2**29 steps the int64 table is exact to well under one unit and residual codes fit
+# uint32, beyond it the arithmetic the bound rests on cannot hold
+_DPCM_STEP_LIMIT = 1 << 29
 _NO_TAPS = Taps((), (), 0)
 # below this many pixels a chunk is faster on one thread than in numba's parallel regions
 # (measured on 2 free cores: 2**18..2**20-pixel chunks encode 1.3-1.7x faster in parallel);
@@ -43,7 +56,7 @@ def _as_3d(shape: tuple[int, ...]) -> tuple[tuple[int, int, int], int]:
         return (1, 1, shape[0]), 1
     if len(shape) == 2:
         return (1, shape[0], shape[1]), 1
-    planes = int(np.prod(shape[:-2]))
+    planes = math.prod(shape[:-2])
     return (planes, shape[-2], shape[-1]), max(1, shape[-3])
 
 
@@ -88,11 +101,29 @@ def predictor_for(k: np.ndarray, nz: int, lo: int, hi: int, coder: str, order: s
                             orient=oriented_residuals(coder, order), wide=coder == "max")
 
 
+def _conversion_hint(dtype: np.dtype) -> str:
+    if dtype.kind == "f":
+        return "data.astype('float32')"
+    if dtype.kind in "iub" and dtype.itemsize <= 2:
+        return "data.astype('uint16') if no value is negative"
+    if dtype.kind in "iu":
+        return "data.astype('uint16') if every value fits 0..65535"
+    return "a numeric array of camera counts"
+
+
+def _native(a: np.ndarray) -> np.ndarray:
+    """``a`` in native byte order when it is a supported dtype in the other one (big-endian
+    TIFF/HDF5 data): the same numbers, so encoded without asking."""
+    if a.dtype.byteorder not in ("=", "|") and a.dtype.newbyteorder("=") in SUPPORTED_DTYPES:
+        return a.astype(a.dtype.newbyteorder("="))
+    return a
+
+
 def _check_data(a: np.ndarray, q: float, order: str) -> None:
     if a.dtype not in SUPPORTED_DTYPES:
         raise UnsupportedDataError(
             f"bigcomp encodes uint8, uint16 and float32 data, not {a.dtype}; "
-            "convert first (e.g. data.astype('uint16') for integer camera counts that fit)"
+            f"convert first ({_conversion_hint(a.dtype)})"
         )
     if a.dtype.kind == "f":
         if not np.isfinite(a).all():
@@ -109,13 +140,15 @@ def _check_data(a: np.ndarray, q: float, order: str) -> None:
             raise UnsupportedDataError("order='pq' supports uint8/uint16; use order='qp' for float32")
     if any(s >= 1 << 32 for s in a.shape) or a.ndim > 32:
         raise UnsupportedDataError(f"chunk shape {a.shape} is too large for one chunk")
+    check_chunk_size(a.size, a.dtype.itemsize, a.shape, encoding=True)
 
 
 def error_bound(q: float, camera: CameraModel | None, dtype, order: str = "qp") -> float:
     """Largest error in noise-σ units (stabilised domain) of any pixel, for these parameters.
 
     Exact (from the quantisation tables) for integer data in the ``"qp"`` order; ``q/2`` for the
-    ``"pq"`` order; ``q/2 + 2**-16`` for float32 (rounding of the reconstruction to float32).
+    ``"pq"`` order and for float32 (the encoder checks every float32 reconstruction and stores
+    the pixels that would miss it exactly).
     """
     if q == 0:
         return 0.0
@@ -124,7 +157,7 @@ def error_bound(q: float, camera: CameraModel | None, dtype, order: str = "qp") 
         return q / 2
     if dt.kind == "u":
         return quantisation_tables(camera, float(q), dt.name).max_error
-    return q / 2 + 2.0**-16
+    return q / 2
 
 
 def encode_chunk(
@@ -160,7 +193,10 @@ def encode_chunk(
     validate_parameters(q, camera, order, coder)
     if q == 0:  # nothing is quantised: both orders are the same integer prediction
         order = "qp"
-    a = np.ascontiguousarray(data)
+    a = np.asarray(data)
+    if not a.flags.c_contiguous:  # (np.ascontiguousarray would make a 0-d array 1-d)
+        a = a.copy(order="C")
+    a = _native(a)
     _check_data(a, q, order)
     q = float(q)
     # one prediction run per stack: splitting into independently decodable runs would allow
@@ -172,6 +208,8 @@ def encode_chunk(
     parallel = use_parallel() and a.size >= PARALLEL_MIN_SIZE and cores_free()
     escapes = np.empty(0, a.dtype)
     n_offsets = 0
+    if order == "pq" and not lossless:
+        table = _dpcm_table(cam, q, a.dtype)  # refuses q the arithmetic cannot serve
 
     # quantise to integers k with known range [lo, hi]
     # (integer data keeps its dtype: bin indices fit, and lossless needs no copy at all)
@@ -189,6 +227,7 @@ def encode_chunk(
                 f"float32 values too large for q={q}: increase q or rescale the data"
             )
         k = np.rint(y).astype(np.int32)
+        escapes = float_exact_pixels(a, k, cam, q)
         lo, hi = -_FLOAT_K_LIMIT, _FLOAT_K_LIMIT
     k = k.reshape(shape3)
 
@@ -207,7 +246,6 @@ def encode_chunk(
                 parallel=parallel, out=scratch("residuals", k.size, np.uint32),
             )
         else:
-            table = _dpcm_table(cam, q, a.dtype)
             symbols, offsets, _ = dpcm_encode(
                 a.reshape(shape3).astype(np.int32),
                 nz,
@@ -221,7 +259,7 @@ def encode_chunk(
             # symbols in the payload (format version 4), not 16 raw bits each
             n_offsets = offsets.size
             symbols = np.concatenate([symbols, _coders.zigzag(offsets).astype(np.uint32)])
-    row_length = shape3[2]
+    row_length = max(1, shape3[2])  # an empty axis codes nothing, in rows of any length
     if coder == "fast" and symbols is None:
         payload = encode_fast_fused(
             k, nz, intra.as_arrays(), inter.as_arrays(), lo, hi, parallel=parallel
@@ -251,14 +289,66 @@ def encode_chunk(
         nz,
         oriented=orient,
         escape_offsets=n_offsets,
+        exact=escapes.size if escapes.dtype == EXACT_DTYPE else 0,
     )
     return pack_chunk(header, payload, escapes)
 
 
+def float_exact_pixels(a: np.ndarray, k: np.ndarray, camera: CameraModel, q: float
+                       ) -> np.ndarray:
+    """Make float32 quantisation provably within ``q/2``: the pixels the decoder's float32
+    reconstruction would put further away.
+
+    The decoder writes ``float32(inverse(k q))``. Where the transform is steep, float32's
+    spacing there (times the slope) is a sizeable part of ``q`` and the rounding can push a
+    pixel past ``q/2``. Such a pixel gets ``k ± 1`` where that lands within the bound (``k`` is
+    changed in place), else it is stored exactly.
+
+    Returns
+    -------
+    ndarray of :data:`bigcomp.format.EXACT_DTYPE`
+        Flat index and value of each exactly stored pixel (in index order; usually none).
+    """
+    flat_a, flat_k = a.reshape(-1), k.reshape(-1)
+    target = camera.forward(flat_a)
+    half = q / 2
+    err = np.abs(camera.forward(camera.inverse(flat_k * q).astype(np.float32)) - target)
+    miss = np.flatnonzero(err > half)
+    if miss.size == 0:
+        return np.empty(0, EXACT_DTYPE)
+    best_k, best_err = flat_k[miss].copy(), err[miss]
+    for step in (-1, 1):
+        cand = flat_k[miss] + step
+        e = np.abs(camera.forward(camera.inverse(cand * q).astype(np.float32)) - target[miss])
+        better = e < best_err
+        best_k[better], best_err[better] = cand[better], e[better]
+    flat_k[miss] = best_k
+    still = miss[best_err > half]
+    exact = np.empty(still.size, EXACT_DTYPE)
+    exact["index"] = still
+    exact["value"] = flat_a[still]
+    return exact
+
+
 def _dpcm_table(camera: CameraModel, q: float, dtype) -> np.ndarray:
+    """``round(forward(x) / q * 2**FRACTION_BITS)`` for every integer ``x`` of ``dtype``.
+
+    Raises :class:`ParameterError` where ``q`` is so small against the transform's range that
+    the fixed-point arithmetic of the predict-then-quantise order cannot hold the bound.
+    """
     values = np.arange(np.iinfo(dtype).max + 1, dtype=np.float64)
-    scaled = camera.forward(values) / q * (1 << FRACTION_BITS)
-    return np.rint(scaled).astype(np.int64)
+    steps = camera.forward(values) / q
+    largest = float(np.abs(steps).max())
+    if not largest < _DPCM_STEP_LIMIT:
+        finest = float(np.diff(camera.forward(values)).min())
+        raise ParameterError(
+            f"q={q:g} is too small for order='pq' with this camera and {np.dtype(dtype)} data: "
+            f"the transform spans {largest:.3g} steps of q (the limit is 2**29). Steps below "
+            f"{finest:.3g} σ (the finest spacing of two integers here) keep every value exact "
+            "anyway: use q=0 (lossless), order='qp', or q >= "
+            f"{largest * q / _DPCM_STEP_LIMIT * 1.01:.3g}"
+        )
+    return np.rint(steps * (1 << FRACTION_BITS)).astype(np.int64)
 
 
 def decoding_parameters(header) -> tuple[CameraModel | None, int, int]:
@@ -282,20 +372,62 @@ def decoding_parameters(header) -> tuple[CameraModel | None, int, int]:
     return cam, -_FLOAT_K_LIMIT, _FLOAT_K_LIMIT
 
 
-def decode_chunk(buf, out: np.ndarray | None = None) -> np.ndarray:
+def check_header(header: ChunkHeader, expect: dict) -> None:
+    """Raise :class:`ChunkMismatchError` where a chunk's header differs from what the array
+    it was read for says (``expect``: any of ``shape``, ``dtype``, ``mode``, ``q``, ``gain``,
+    ``offset``, ``read_noise``, ``order``, ``coder``)."""
+    got = {"shape": tuple(header.shape), "dtype": np.dtype(header.dtype), "mode": header.mode,
+           "q": header.q, "gain": header.gain, "offset": header.offset,
+           "read_noise": header.read_noise, "order": header.order, "coder": header.coder}
+    if header.mode == "lossless":  # one integer prediction whatever the order
+        got["order"] = "qp"
+    wanted = {k: (tuple(v) if k == "shape" else np.dtype(v) if k == "dtype" else v)
+              for k, v in expect.items() if v is not None}
+    unknown = set(wanted) - set(got)
+    if unknown:
+        raise ParameterError(f"cannot check chunk fields {sorted(unknown)}")
+    diffs = [f"{k} {got[k]!r} (array: {v!r})" for k, v in wanted.items()
+             if got[k] != v and not (k in ("q", "gain", "offset", "read_noise")
+                                     and got["mode"] == "lossless")]
+    if diffs:
+        raise ChunkMismatchError(
+            f"bigcomp chunk does not belong to this array: {', '.join(diffs)}. It was written "
+            "by another job or copied from another array; re-compress the source or restore "
+            "the store's chunk from a backup"
+        )
+
+
+def decode_chunk(buf, out: np.ndarray | None = None, *, expect: dict | None = None
+                 ) -> np.ndarray:
     """Decompress a chunk made by :func:`encode_chunk`.
+
+    Parameters
+    ----------
+    buf : bytes-like
+        The encoded chunk.
+    out : ndarray, optional
+        Where to write the result (the chunk's size and item size).
+    expect : dict, optional
+        Header fields the chunk must have (see :func:`check_header`), checked before anything
+        is decoded: how the zarr codecs make sure a chunk belongs to its array.
 
     Raises
     ------
     CorruptChunkError
         The chunk is truncated or damaged (its checksum does not match).
+    ChunkMismatchError
+        The chunk does not match ``expect``.
+    ChunkTooLargeError
+        The chunk would decode to more than :func:`bigcomp.limits.max_chunk_bytes`.
     FormatVersionError
         The chunk comes from a newer bigcomp.
     """
     header, payload, escapes = unpack_chunk(buf)
+    if expect:
+        check_header(header, expect)
     shape3, _ = _as_3d(header.shape)
     nz = header.run
-    n = int(np.prod(header.shape))
+    n = math.prod(header.shape)
     n_offsets = header.escape_offsets  # coded after the pixels' symbols (version 4, pq)
     if n_offsets > n:
         raise CorruptChunkError(f"corrupt bigcomp chunk: {n_offsets} escapes in {n} pixels")
@@ -311,7 +443,8 @@ def decode_chunk(buf, out: np.ndarray | None = None) -> np.ndarray:
         elif header.coder == "rice":
             symbols = _rice.decode_rice(payload, n + n_offsets, parallel=parallel)
         else:
-            symbols = _coders.decode_max(payload, n + n_offsets, shape3[2], parallel=parallel,
+            symbols = _coders.decode_max(payload, n + n_offsets, max(1, shape3[2]),
+                                         parallel=parallel,
                                          out=scratch("residuals", n + n_offsets, np.uint32))
     except ValueError as exc:
         raise CorruptChunkError(f"corrupt bigcomp chunk: {exc}") from exc
@@ -321,7 +454,10 @@ def decode_chunk(buf, out: np.ndarray | None = None) -> np.ndarray:
     if n == 0:
         result = np.empty(header.shape, dtype)
     elif header.mode == "wnl" and header.order == "pq":
-        table = _dpcm_table(cam, header.q, dtype)
+        try:
+            table = _dpcm_table(cam, header.q, dtype)
+        except ParameterError as exc:
+            raise CorruptChunkError(f"corrupt bigcomp chunk header: {exc}") from exc
         if n_offsets:
             escapes, symbols = _coders.unzigzag(symbols[n:]), symbols[:n]
         try:
@@ -354,7 +490,9 @@ def decode_chunk(buf, out: np.ndarray | None = None) -> np.ndarray:
             rec = quantisation_tables(cam, header.q, dtype.name).rec
             result = lookup(k, rec, dtype, parallel=parallel)
         else:
-            result = cam.inverse(k * header.q).astype(np.float32)
+            result = cam.inverse(k * header.q).astype(np.float32).reshape(-1)
+            if header.exact:
+                result[escapes["index"]] = escapes["value"]
         result = result.reshape(header.shape)
 
     # setup output

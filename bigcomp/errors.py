@@ -8,6 +8,8 @@ from __future__ import annotations
 
 __all__ = [
     "BigcompError",
+    "ChunkMismatchError",
+    "ChunkTooLargeError",
     "CorruptChunkError",
     "FormatVersionError",
     "ParameterError",
@@ -33,3 +35,13 @@ class CorruptChunkError(BigcompError, ValueError):
 
 class FormatVersionError(BigcompError, ValueError):
     """An encoded chunk was written by a newer (unknown) bitstream format version."""
+
+
+class ChunkMismatchError(CorruptChunkError):
+    """A valid chunk that does not belong where it was read: its shape, dtype, mode or codec
+    parameters differ from the array's metadata (a misplaced or substituted chunk)."""
+
+
+class ChunkTooLargeError(BigcompError, ValueError):
+    """A chunk would decode (or encode) to more bytes than the configured per-chunk limit
+    (:func:`bigcomp.set_max_chunk_bytes`, environment variable ``BIGCOMP_MAX_CHUNK_BYTES``)."""

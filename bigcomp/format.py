@@ -4,9 +4,9 @@ Every encoded chunk stands alone. Layout of format versions 1 to 4 (all little-e
 
     offset  size        field
     0       4           magic b"BGCP"
-    4       1           format version: the oldest that can decode the chunk (4 for coded
-                        escape offsets, 3 for oriented residuals, else 2 for the rice coder,
-                        else 1; version 1 has no coder 2)
+    4       1           format version: the oldest that can decode the chunk (5 for exact
+                        float32 values, 4 for coded escape offsets, 3 for oriented residuals,
+                        else 2 for the rice coder, else 1; version 1 has no coder 2)
     5       1           mode: 0 lossless, 1 within-noise-level (WNL)
     6       1           order: 0 quantise-then-predict, 1 predict-then-quantise (DPCM)
     7       1           coder: 0 fast (bit-packed blocks of 32), 1 max (rANS with contexts),
@@ -23,7 +23,8 @@ Every encoded chunk stands alone. Layout of format versions 1 to 4 (all little-e
     ..      8           payload length in bytes (uint64)
     ..      8           number of escapes (uint64)
     ..      payload     entropy-coded residuals
-    ..      escapes     exact values (DPCM escapes), in the data's dtype (none from version 4)
+    ..      escapes     exact values (DPCM escapes), in the data's dtype (none from version 4);
+                        from version 5, in float32 chunks, (u64 flat index, f32 value) pairs
     end-4   4           CRC32C of everything before it
 
 Version 3 changes no field: in quantise-then-predict chunks of version >= 3 the residuals are
@@ -35,13 +36,23 @@ and then, per escape, the zig-zagged offset of its value from the value nearest 
 (:mod:`bigcomp.kernels._dpcm`); the escapes field is empty. Chunks without escapes keep their
 older version.
 
+Version 5 adds exact pixels to float32 (quantise-then-predict) chunks: where the float32
+reconstruction of a pixel's quantised value would miss the bound (float32 is coarser than the
+step where the transform is steep), the encoder stores the pixel's value itself: 12 bytes per
+pixel, ``(index, value)`` with strictly increasing flat indices, overwriting the decoded value.
+Chunks without such pixels keep their older version.
+
 A reader checks, in order: length, magic, version (a newer version raises
-:class:`~bigcomp.errors.FormatVersionError`), the header fields, the total length (a short
-chunk is *truncated*), then the checksum (a mismatch is *corrupt*).
+:class:`~bigcomp.errors.FormatVersionError` if the checksum holds; a damaged chunk whose version
+byte was hit is *corrupt*), the header fields, the total length (a short chunk is *truncated*), the checksum (a
+mismatch is *corrupt*), the decoded size against the per-chunk limit (:mod:`bigcomp.limits`),
+then that the payload is long enough for the pixels the header claims (a lower bound per
+coder). Nothing is allocated for the pixels before all of these pass.
 """
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 
@@ -49,15 +60,18 @@ import numpy as np
 from crc32c import crc32c
 
 from .errors import CorruptChunkError, FormatVersionError, UnsupportedDataError
+from .limits import check_chunk_size
 from .predictors import Taps
 
 __all__ = ["CODER_VERSION", "FORMAT_VERSION", "MAGIC", "ChunkHeader", "pack_chunk", "unpack_chunk"]
 
 MAGIC = b"BGCP"
-FORMAT_VERSION = 4  # the newest version this bigcomp reads and writes
+FORMAT_VERSION = 5  # the newest version this bigcomp reads and writes
 CODER_VERSION = {"fast": 1, "max": 1, "rice": 2}  # the oldest version that has each coder
 ORIENTED_VERSION = 3  # quantise-then-predict residuals are oriented from this version on
 OFFSETS_VERSION = 4  # predict-then-quantise escapes are coded offsets from this version on
+EXACT_VERSION = 5  # float32 chunks may carry exact (index, value) pixels from this version on
+EXACT_DTYPE = np.dtype([("index", "<u8"), ("value", "<f4")])  # packed: 12 bytes
 MODES = {"lossless": 0, "wnl": 1}
 ORDERS = {"qp": 0, "pq": 1}
 CODERS = {"fast": 0, "max": 1, "rice": 2}
@@ -93,6 +107,7 @@ class ChunkHeader:
     run: int = 1
     oriented: bool = False  # residual signs follow the prediction's rounding (version >= 3)
     escape_offsets: int = 0  # escapes coded as offsets after the pixels' symbols (version >= 4)
+    exact: int = 0  # float32 pixels stored exactly as (index, value) pairs (version >= 5)
 
 
 def _pack_taps(taps: Taps) -> bytes:
@@ -105,6 +120,9 @@ def pack_chunk(header: ChunkHeader, payload: bytes, escapes: np.ndarray) -> byte
     dtype = np.dtype(header.dtype)
     if header.escape_offsets and escapes.size:
         raise ValueError("escapes are either offsets in the payload or values, not both")
+    if header.exact != (escapes.size if escapes.dtype == EXACT_DTYPE else 0):
+        raise ValueError("exact pixels must come as an EXACT_DTYPE array of header.exact pairs")
+    escape_dtype = EXACT_DTYPE if header.exact else dtype.newbyteorder("<")
     if dtype not in DTYPES:
         raise UnsupportedDataError(f"dtype {dtype} has no bitstream code")
     parts = [
@@ -127,7 +145,7 @@ def pack_chunk(header: ChunkHeader, payload: bytes, escapes: np.ndarray) -> byte
         _pack_taps(header.inter),
         _LENGTHS.pack(len(payload), header.escape_offsets or escapes.size),
         payload,
-        np.ascontiguousarray(escapes, dtype=dtype.newbyteorder("<")).tobytes(),
+        np.ascontiguousarray(escapes, dtype=escape_dtype).tobytes() if escapes.size else b"",
     ]
     body = b"".join(parts)
     return body + _CRC.pack(crc32c(body))
@@ -139,8 +157,11 @@ def chunk_version(header: ChunkHeader) -> int:
         raise ValueError("only quantise-then-predict residuals can be oriented")
     if header.escape_offsets and header.order != "pq":
         raise ValueError("only predict-then-quantise chunks have escapes")
+    if header.exact and (header.order != "qp" or np.dtype(header.dtype).kind != "f"):
+        raise ValueError("only float32 quantise-then-predict chunks have exact pixels")
     return max(CODER_VERSION[header.coder], ORIENTED_VERSION if header.oriented else 1,
-               OFFSETS_VERSION if header.escape_offsets else 1)
+               OFFSETS_VERSION if header.escape_offsets else 1,
+               EXACT_VERSION if header.exact else 1)
 
 
 class _Reader:
@@ -183,6 +204,8 @@ def unpack_chunk(buf) -> tuple[ChunkHeader, memoryview, np.ndarray]:
     Returns
     -------
     header, payload, escapes
+        ``escapes`` holds the DPCM escape values of versions 1-3 (data dtype), the exact
+        pixels of version 5 float32 chunks (:data:`EXACT_DTYPE`), or nothing.
 
     Raises
     ------
@@ -190,8 +213,16 @@ def unpack_chunk(buf) -> tuple[ChunkHeader, memoryview, np.ndarray]:
         Truncated, not a bigcomp chunk, bad field, or checksum mismatch.
     FormatVersionError
         Written by a newer bigcomp.
+    ChunkTooLargeError
+        It would decode to more than the per-chunk limit (:mod:`bigcomp.limits`).
     """
-    view = memoryview(buf).cast("B")
+    try:
+        view = memoryview(buf).cast("B")
+    except TypeError:
+        raise UnsupportedDataError(
+            "a bigcomp chunk is bytes-like (bytes, bytearray, memoryview or a contiguous "
+            f"uint8 array), got {type(buf).__name__}"
+        ) from None
     reader = _Reader(view)
     magic, version, mode, order, coder, dtype_code, ndim = reader.unpack(_FIXED, "header")
     if magic != MAGIC:
@@ -200,6 +231,13 @@ def unpack_chunk(buf) -> tuple[ChunkHeader, memoryview, np.ndarray]:
             "the data was written by another codec or is damaged"
         )
     if version > FORMAT_VERSION:
+        # a newer layout cannot be parsed, but its checksum still closes the chunk: without
+        # it, a damaged version byte would tell the user to upgrade
+        if len(view) < _FIXED.size + _CRC.size or not _crc_ok(view):
+            raise CorruptChunkError(
+                f"corrupt bigcomp chunk: format version {version} and a checksum mismatch "
+                "(damaged on disk or in transfer); restore the chunk or re-compress the source"
+            )
         raise FormatVersionError(
             f"chunk written in bigcomp format version {version}; this bigcomp reads versions "
             f"<= {FORMAT_VERSION}: upgrade bigcomp (pip install -U bigcomp)"
@@ -215,11 +253,17 @@ def unpack_chunk(buf) -> tuple[ChunkHeader, memoryview, np.ndarray]:
         ) from None
     if CODER_VERSION[coder_s] > version:
         raise CorruptChunkError(f"corrupt bigcomp chunk: coder {coder_s} in format version {version}")
+    if dtype.kind == "f" and (mode_s == "lossless" or order_s == "pq"):
+        # no encoder writes these: lossless and predict-then-quantise are integer-only
+        raise CorruptChunkError(
+            f"corrupt bigcomp chunk: float32 data in {mode_s} mode, order {order_s}"
+        )
     if ndim > 32:
         raise CorruptChunkError(f"corrupt bigcomp chunk: ndim {ndim}")
     shape = struct.unpack(f"<{ndim}I", reader.take(4 * ndim, "shape"))
+    n = math.prod(shape)  # exact: numpy's product wraps around for huge shapes
     (run,) = reader.unpack(_RUN, "header")
-    planes = int(np.prod(shape[:-2])) if ndim >= 3 else 1
+    planes = math.prod(shape[:-2]) if ndim >= 3 else 1
     if run < 1 or planes % run:
         raise CorruptChunkError(f"corrupt bigcomp chunk: {run} planes per run for {planes} planes")
     q, gain, offset, read_noise = reader.unpack(_PARAMS, "parameters")
@@ -228,8 +272,16 @@ def unpack_chunk(buf) -> tuple[ChunkHeader, memoryview, np.ndarray]:
     inter = _unpack_taps(reader, n_inter, s_inter, "predictor taps", intra=False)
     n_payload, n_escapes = reader.unpack(_LENGTHS, "lengths")
     offsets = version >= OFFSETS_VERSION and order_s == "pq"
-    n_values = 0 if offsets else n_escapes  # escape values stored after the payload
-    expected = reader.pos + n_payload + n_values * dtype.itemsize + _CRC.size
+    exact = version >= EXACT_VERSION and dtype.kind == "f"
+    if n_escapes and not (order_s == "pq" or exact):
+        raise CorruptChunkError(
+            f"corrupt bigcomp chunk: {n_escapes} escapes in a {mode_s} {order_s} chunk"
+        )
+    if n_escapes > n:
+        raise CorruptChunkError(f"corrupt bigcomp chunk: {n_escapes} escapes in {n} pixels")
+    escape_dtype = EXACT_DTYPE if exact else dtype.newbyteorder("<")
+    n_values = 0 if offsets else n_escapes  # escape entries stored after the payload
+    expected = reader.pos + n_payload + n_values * escape_dtype.itemsize + _CRC.size
     if len(view) < expected:
         raise CorruptChunkError(
             f"truncated bigcomp chunk: {len(view)} bytes, its header announces {expected}; "
@@ -239,19 +291,47 @@ def unpack_chunk(buf) -> tuple[ChunkHeader, memoryview, np.ndarray]:
         raise CorruptChunkError(
             f"corrupt bigcomp chunk: {len(view)} bytes, its header announces {expected}"
         )
-    (stored_crc,) = _CRC.unpack(view[-_CRC.size :])
-    if crc32c(view[: -_CRC.size]) != stored_crc:
+    if not _crc_ok(view):
         raise CorruptChunkError(
             "corrupt bigcomp chunk: checksum mismatch (bit flip on disk or in transfer); "
             "restore the chunk from a backup or re-compress the source"
         )
+    check_chunk_size(n, dtype.itemsize, shape)  # after the checksum: damage is not a size
+    n_symbols = n + (n_escapes if offsets else 0)
+    if n_symbols > max_symbols(coder_s, n_payload):
+        raise CorruptChunkError(
+            f"corrupt bigcomp chunk: its header claims {n} pixels, more than a {coder_s} "
+            f"payload of {n_payload} bytes can hold"
+        )
     payload = reader.take(n_payload, "payload")
-    escapes = np.frombuffer(
-        reader.take(n_values * dtype.itemsize, "escapes"), dtype=dtype.newbyteorder("<")
-    )
+    escapes = np.frombuffer(reader.take(n_values * escape_dtype.itemsize, "escapes"),
+                            dtype=escape_dtype)
+    if exact and n_values:
+        index = escapes["index"]
+        if index[-1] >= n or (np.diff(index.astype(np.int64)) <= 0).any() or not np.isfinite(
+                escapes["value"]).all():
+            raise CorruptChunkError("corrupt bigcomp chunk: bad exact pixels")
     header = ChunkHeader(
         mode_s, order_s, coder_s, dtype, tuple(shape), q, gain, offset, read_noise, intra, inter,
         run, oriented=version >= ORIENTED_VERSION and order_s == "qp",
-        escape_offsets=n_escapes if offsets else 0,
+        escape_offsets=n_escapes if offsets else 0, exact=n_values if exact else 0,
     )
     return header, payload, escapes
+
+
+def _crc_ok(view: memoryview) -> bool:
+    (stored,) = _CRC.unpack(view[-_CRC.size :])
+    return crc32c(view[: -_CRC.size]) == stored
+
+
+# Most symbols a payload of each coder can hold (a lower bound on its bytes per symbol): fast
+# spends a width byte per block of 32 symbols; rice at least 7 bits per block of 64 (header bit
+# and a 6-bit width 0) after 12 for a group's first; max none (a constant chunk is 5 bytes
+# whatever its size, and rANS codes a certain symbol in zero bits): the size limit bounds it.
+def max_symbols(coder: str, payload_bytes: int) -> int | float:
+    """Most symbols that a ``coder`` payload of ``payload_bytes`` bytes can decode to."""
+    if coder == "fast":
+        return 32 * payload_bytes
+    if coder == "rice":
+        return 64 * (8 * payload_bytes // 7 + 1)
+    return math.inf

@@ -15,6 +15,7 @@ imported by the CPU path; :func:`gpu_available` says whether a GPU path can run 
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -165,11 +166,12 @@ def encode_chunk_gpu(
         _NO_TAPS,
         _as_3d,
         encode_chunk,
+        float_exact_pixels,
         oriented_residuals,
         predictor_for,
         validate_parameters,
     )
-    from .format import ChunkHeader, pack_chunk
+    from .format import EXACT_DTYPE, ChunkHeader, pack_chunk
     from .kernels import _cuda_common as C
     from .kernels import _cuda_fast, _cuda_lookup, _cuda_max, _cuda_predict, _cuda_rice
     from .noise import CameraModel
@@ -190,7 +192,7 @@ def encode_chunk_gpu(
             f"bigcomp encodes uint8, uint16 and float32 data, not {dtype}; "
             "convert first (e.g. data.astype('uint16') for integer camera counts that fit)"
         )
-    n = int(np.prod(shape))
+    n = math.prod(shape)
     if n == 0 or any(s >= 1 << 32 for s in shape) or len(shape) > 32:
         # nothing to compute (or an error to raise): the CPU path says it
         return encode_chunk(np.empty(shape, dtype), q=q, camera=camera, order=order, coder=coder)
@@ -202,6 +204,7 @@ def encode_chunk_gpu(
     shape3, nz = _as_3d(shape)
     lossless = q == 0
     cam = camera if camera is not None else CameraModel()
+    exact = np.empty(0, EXACT_DTYPE)
 
     # quantise to integers k with known range [lo, hi]
     if lossless:
@@ -226,6 +229,10 @@ def encode_chunk_gpu(
             raise UnsupportedDataError(
                 f"float32 values too large for q={q}: increase q or rescale the data"
             )
+        # the float32 reconstructions are checked on the host, with the CPU's very code
+        k_host = C.to_host(k)
+        exact = float_exact_pixels(C.to_host(flat), k_host, cam, q)
+        k = C.to_device(k_host)
         lo, hi = -_cuda_lookup.FLOAT_K_LIMIT, _cuda_lookup.FLOAT_K_LIMIT
     k3 = k.reshape(shape3)
 
@@ -260,8 +267,9 @@ def encode_chunk_gpu(
         inter if n else _NO_TAPS,
         nz,
         oriented=orient,
+        exact=exact.size,
     )
-    return pack_chunk(header, payload, np.empty(0, dtype))
+    return pack_chunk(header, payload, exact)
 
 
 # --------------------------------------------------------------------------------- decoding
@@ -273,7 +281,7 @@ def _host_bytes(buf) -> memoryview | bytes:
     return buf
 
 
-def decode_chunk_gpu(buf, *, out=None):
+def decode_chunk_gpu(buf, *, out=None, expect: dict | None = None):
     """Decompress a chunk (written by the CPU or the GPU) into a device array.
 
     Parameters
@@ -282,6 +290,8 @@ def decode_chunk_gpu(buf, *, out=None):
         The encoded chunk; its header is parsed and its checksum verified on the host.
     out : device array, optional
         Where to write the result (any shape with the chunk's size and item size).
+    expect : dict, optional
+        Header fields the chunk must have (:func:`bigcomp.chunk.check_header`).
 
     Returns
     -------
@@ -300,16 +310,18 @@ def decode_chunk_gpu(buf, *, out=None):
     Chunks of the ``pq`` order have no GPU decoder: they are decoded on the CPU and copied to
     the device.
     """
-    from .chunk import _as_3d, decode_chunk, decoding_parameters
+    from .chunk import _as_3d, check_header, decode_chunk, decoding_parameters
     from .format import unpack_chunk
     from .kernels import _cuda_common as C
     from .kernels import _cuda_fast, _cuda_lookup, _cuda_max, _cuda_predict, _cuda_rice
 
     C.require_cuda()
     raw = _host_bytes(buf)
-    header, payload, _escapes = unpack_chunk(raw)
+    header, payload, escapes = unpack_chunk(raw)
+    if expect:
+        check_header(header, expect)
     dtype = header.dtype
-    n = int(np.prod(header.shape))
+    n = math.prod(header.shape)
     if n == 0 or (header.mode == "wnl" and header.order == "pq"):
         result = C.to_device(decode_chunk(raw).reshape(-1))
         return _deliver(result.reshape(header.shape) if n else result, header, out)
@@ -366,6 +378,10 @@ def decode_chunk_gpu(buf, *, out=None):
     else:
         result = C.empty(n, np.float32)
         _cuda_lookup.vst_inverse(k, cam, header.q, result)
+        if header.exact:  # pixels stored exactly (format version 5): rare, set on the host
+            host = C.to_host(result)
+            host[escapes["index"]] = escapes["value"]
+            result = C.to_device(host)
     return _deliver(result.reshape(header.shape), header, out)
 
 
@@ -387,7 +403,7 @@ def _deliver(result, header, out):
     """``result`` itself, or copied into ``out`` (device or host array)."""
     if out is None:
         return result
-    n = int(np.prod(header.shape))
+    n = math.prod(header.shape)
     dtype = np.dtype(header.dtype)
     if int(out.size) != n or np.dtype(out.dtype).itemsize != dtype.itemsize:
         raise BigcompError(
@@ -438,7 +454,7 @@ def dispatch_encode(array, *, device: str | None = None, **kw) -> bytes:
     return encode_chunk(array, **kw)
 
 
-def dispatch_decode(buf, out=None, device: str | None = None):
+def dispatch_decode(buf, out=None, device: str | None = None, expect: dict | None = None):
     """Decode on the GPU when ``out`` or ``buf`` is a device array (or ``device="gpu"``).
 
     The GPU path returns a device array (CuPy where available), the CPU path a numpy array.
@@ -448,5 +464,5 @@ def dispatch_decode(buf, out=None, device: str | None = None):
     on_device = (out is not None and _is_device(out)) or _is_device(buf)
     where = _check_device(device) or ("gpu" if on_device else "cpu")
     if where == "gpu":
-        return decode_chunk_gpu(buf, out=out)
-    return decode_chunk(_host_bytes(buf), out=out)
+        return decode_chunk_gpu(buf, out=out, expect=expect)
+    return decode_chunk(_host_bytes(buf), out=out, expect=expect)

@@ -30,6 +30,10 @@ from .errors import ParameterError
 
 __all__ = ["CameraModel", "QuantisationTables", "quantisation_tables"]
 
+GAIN_RANGE = (1e-6, 1e6)  # ADU per electron
+MAX_READ_NOISE = 1e6  # electrons
+MAX_OFFSET = 1e12  # ADU
+
 
 @dataclass(frozen=True)
 class CameraModel:
@@ -71,6 +75,23 @@ class CameraModel:
         if self.read_noise < 0:
             raise ParameterError(
                 f"camera read_noise must be >= 0 electrons, got {self.read_noise}"
+            )
+        # beyond these no camera exists, and the transform's float64 arithmetic loses the
+        # precision the bound rests on (read noise 1e155 even overflows its square)
+        if not GAIN_RANGE[0] <= self.gain <= GAIN_RANGE[1]:
+            raise ParameterError(
+                f"camera gain {self.gain} ADU/electron is outside [{GAIN_RANGE[0]:g}, "
+                f"{GAIN_RANGE[1]:g}]: check its units (ADU per electron, typically 0.1-10)"
+            )
+        if self.read_noise > MAX_READ_NOISE:
+            raise ParameterError(
+                f"camera read_noise {self.read_noise} electrons is above {MAX_READ_NOISE:g}: "
+                "check its units (electrons rms, typically 0.5-10)"
+            )
+        if abs(self.offset) > MAX_OFFSET:
+            raise ParameterError(
+                f"camera offset {self.offset} ADU is beyond ±{MAX_OFFSET:g}: check its units "
+                "(the dark level in ADU, typically 0-1000)"
             )
 
     @property

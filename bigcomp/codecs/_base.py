@@ -7,6 +7,7 @@ from numcodecs.abc import Codec
 from numcodecs.compat import ensure_contiguous_ndarray, ndarray_copy
 
 from ..chunk import decode_chunk, encode_chunk, validate_parameters
+from ..errors import UnsupportedDataError
 from ..noise import CameraModel
 
 __all__ = ["ChunkCodec"]
@@ -44,14 +45,32 @@ class ChunkCodec(Codec):
             arr, q=self.q, camera=self._camera(), order=self.order, coder=self.coder
         )
 
-    def decode(self, buf, out=None):
-        """Decompress one chunk, into ``out`` when given (on the GPU for a device ``out``/``buf``)."""
+    def expected_header(self) -> dict:
+        """The chunk header fields this codec writes, which every chunk it decodes must have:
+        a chunk of another mode, step, camera, order or coder was not written by this array's
+        codec (a misplaced or substituted chunk) and is refused before it is decoded."""
+        cam = self._camera()
+        fields = {"mode": "wnl" if self.q > 0 else "lossless", "coder": self.coder,
+                  "order": self.order if self.q > 0 else "qp"}
+        if self.q > 0:
+            fields.update(q=self.q, **cam.to_dict())
+        return fields
+
+    def decode(self, buf, out=None, *, shape=None, dtype=None):
+        """Decompress one chunk, into ``out`` when given (on the GPU for a device ``out``/``buf``).
+
+        The chunk must have been written with this codec's parameters and, where given, have
+        ``shape`` and ``dtype`` (:class:`bigcomp.errors.ChunkMismatchError` otherwise).
+        """
+        expect = {**self.expected_header(), "shape": shape, "dtype": dtype}
         if hasattr(out, "__cuda_array_interface__") or hasattr(buf, "__cuda_array_interface__"):
             from ..gpu import dispatch_decode
 
-            return dispatch_decode(buf, out=out)
+            return dispatch_decode(buf, out=out, expect=expect)
         # normalise input
+        if buf is None:
+            raise UnsupportedDataError("nothing to decode: the chunk is None")
         enc = ensure_contiguous_ndarray(buf)
-        dec = decode_chunk(enc)
+        dec = decode_chunk(enc, expect=expect)
         # setup output
         return ndarray_copy(dec, out)

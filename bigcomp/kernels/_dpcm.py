@@ -45,7 +45,9 @@ def _nearest(target, table, coarse, cshift):
         return 0
     if b >= coarse.size - 1:
         return n_table - 1
-    lo = coarse[b]
+    # a bucket past the last entry (the table span a multiple of the bucket size) starts at
+    # n_table: clamp, so the search never reads past the table
+    lo = min(coarse[b], n_table - 1)
     hi = min(coarse[b + 1], n_table - 1)
     while lo < hi:
         mid = (lo + hi) >> 1

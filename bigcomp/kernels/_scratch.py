@@ -2,7 +2,9 @@
 
 First-touch page faults cost about as much as a fast kernel's whole pass over a fresh array, so
 the intermediate arrays of encoding and decoding (bin indices, residuals) live in buffers that
-each thread keeps and reuses; they grow to the largest chunk the thread has seen.
+each thread keeps and reuses; they grow to the largest chunk the thread has seen, up to
+:data:`KEEP_BYTES` each (a larger request gets a fresh array, freed with its chunk, so one huge
+chunk does not pin its memory for the thread's life).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 __all__ = ["scratch"]
 
 _local = threading.local()
+KEEP_BYTES = 256 << 20  # 64 Mi uint32 residuals: 32x the default 2 MiB chunk
 
 
 def scratch(name: str, size: int, dtype) -> np.ndarray:
@@ -27,6 +30,8 @@ def scratch(name: str, size: int, dtype) -> np.ndarray:
     if buffers is None:
         buffers = _local.buffers = {}
     nbytes = size * dtype.itemsize
+    if nbytes > KEEP_BYTES:
+        return np.empty(size, dtype)
     buf = buffers.get(name)
     if buf is None or buf.size < nbytes:
         buf = buffers[name] = np.empty(max(nbytes, 1), np.uint8)

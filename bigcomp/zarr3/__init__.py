@@ -33,6 +33,12 @@ if TYPE_CHECKING:
 __all__ = ["WNL", "Lossless"]
 
 
+def _native_dtype(chunk_spec: ArraySpec) -> np.dtype:
+    dtype = chunk_spec.dtype
+    dtype = dtype.to_native_dtype() if hasattr(dtype, "to_native_dtype") else np.dtype(dtype)
+    return np.dtype(dtype).newbyteorder("=")
+
+
 class _ChunkCodecMixin:
     """Sync/async plumbing shared by the zarr v3 wrappers."""
 
@@ -55,7 +61,10 @@ class _ChunkCodecMixin:
         return chunk_spec.prototype.buffer.from_bytes(self._codec.encode(array))
 
     def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
-        decoded = self._codec.decode(chunk_bytes.as_array_like())  # device bytes: GPU decode
+        # device bytes: GPU decode; a chunk of another shape, dtype, mode or codec parameters
+        # than the array's is refused before anything is decoded
+        decoded = self._codec.decode(chunk_bytes.as_array_like(), shape=chunk_spec.shape,
+                                     dtype=_native_dtype(chunk_spec))
         decoded = decoded.reshape(chunk_spec.shape)
         return chunk_spec.prototype.nd_buffer.from_ndarray_like(decoded)
 
