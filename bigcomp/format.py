@@ -13,7 +13,8 @@ Every encoded chunk stands alone. Layout of format versions 1 to 4 (all little-e
                         2 rice (Golomb-Rice blocks of 64; format version 2)
     8       1           dtype: 1 uint8, 2 uint16, 3 float32
     9       1           ndim (0..32)
-    10      2           reserved (0)
+    10      2           flags (version >= 5; before: reserved, 0): bit 0 residuals oriented,
+                        the other bits 0
     12      4·ndim      shape, uint32 each
     ..      4           planes per prediction run (uint32): plane p is predicted from plane p-1
                         unless p is a multiple of it; runs decode independently (in parallel)
@@ -36,7 +37,9 @@ and then, per escape, the zig-zagged offset of its value from the value nearest 
 (:mod:`bigcomp.kernels._dpcm`); the escapes field is empty. Chunks without escapes keep their
 older version.
 
-Version 5 adds exact pixels to float32 (quantise-then-predict) chunks: where the float32
+Version 5 says in flag bit 0 whether quantise-then-predict residuals are oriented (``fast``
+chunks are not; before version 5 that followed from the version) and adds exact pixels to
+float32 (quantise-then-predict) chunks: where the float32
 reconstruction of a pixel's quantised value would miss the bound (float32 is coarser than the
 step where the transform is steep), the encoder stores the pixel's value itself: 12 bytes per
 pixel, ``(index, value)`` with strictly increasing flat indices, overwriting the decoded value.
@@ -76,7 +79,9 @@ MODES = {"lossless": 0, "wnl": 1}
 ORDERS = {"qp": 0, "pq": 1}
 CODERS = {"fast": 0, "max": 1, "rice": 2}
 DTYPES = {np.dtype("uint8"): 1, np.dtype("uint16"): 2, np.dtype("float32"): 3}
-_FIXED = struct.Struct("<4sBBBBBB2x")
+_FIXED = struct.Struct("<4sBBBBBBH")
+FLAGS_VERSION = 5  # the reserved field holds flags from this version on
+FLAG_ORIENTED = 1
 _PARAMS = struct.Struct("<dddd")
 _PRED = struct.Struct("<BBBB")
 _TAP = struct.Struct("<bbbxi")
@@ -125,15 +130,17 @@ def pack_chunk(header: ChunkHeader, payload: bytes, escapes: np.ndarray) -> byte
     escape_dtype = EXACT_DTYPE if header.exact else dtype.newbyteorder("<")
     if dtype not in DTYPES:
         raise UnsupportedDataError(f"dtype {dtype} has no bitstream code")
+    version = chunk_version(header)
     parts = [
         _FIXED.pack(
             MAGIC,
-            chunk_version(header),
+            version,
             MODES[header.mode],
             ORDERS[header.order],
             CODERS[header.coder],
             DTYPES[dtype],
             len(header.shape),
+            FLAG_ORIENTED if header.oriented and version >= FLAGS_VERSION else 0,
         ),
         struct.pack(f"<{len(header.shape)}I", *header.shape),
         _RUN.pack(header.run),
@@ -224,7 +231,7 @@ def unpack_chunk(buf) -> tuple[ChunkHeader, memoryview, np.ndarray]:
             f"uint8 array), got {type(buf).__name__}"
         ) from None
     reader = _Reader(view)
-    magic, version, mode, order, coder, dtype_code, ndim = reader.unpack(_FIXED, "header")
+    magic, version, mode, order, coder, dtype_code, ndim, flags = reader.unpack(_FIXED, "header")
     if magic != MAGIC:
         raise CorruptChunkError(
             f"not a bigcomp chunk (magic {bytes(magic)!r}, expected {MAGIC!r}): "
@@ -244,6 +251,8 @@ def unpack_chunk(buf) -> tuple[ChunkHeader, memoryview, np.ndarray]:
         )
     if version < 1:
         raise CorruptChunkError(f"corrupt bigcomp chunk: format version {version}")
+    if flags & ~(FLAG_ORIENTED if version >= FLAGS_VERSION and order == ORDERS["qp"] else 0):
+        raise CorruptChunkError(f"corrupt bigcomp chunk: flags {flags:#x} in version {version}")
     try:
         mode_s, order_s, coder_s = _key(MODES, mode), _key(ORDERS, order), _key(CODERS, coder)
         dtype = _key(DTYPES, dtype_code)
@@ -313,7 +322,8 @@ def unpack_chunk(buf) -> tuple[ChunkHeader, memoryview, np.ndarray]:
             raise CorruptChunkError("corrupt bigcomp chunk: bad exact pixels")
     header = ChunkHeader(
         mode_s, order_s, coder_s, dtype, tuple(shape), q, gain, offset, read_noise, intra, inter,
-        run, oriented=version >= ORIENTED_VERSION and order_s == "qp",
+        run, oriented=bool(flags & FLAG_ORIENTED) if version >= FLAGS_VERSION else (
+            version >= ORIENTED_VERSION and order_s == "qp"),
         escape_offsets=n_escapes if offsets else 0, exact=n_values if exact else 0,
     )
     return header, payload, escapes
