@@ -165,7 +165,8 @@ def compress(
     workers: Annotated[int | None, typer.Option(
         help="Workers of the local cluster (default: sized to cores and memory).")] = None,
     overwrite: Annotated[bool, typer.Option(
-        "--overwrite", help="Replace DEST if it exists (otherwise the same job resumes).")
+        "--overwrite", help="Replace DEST if it exists (otherwise the same job on the same "
+        "data resumes).")
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
@@ -173,7 +174,8 @@ def compress(
 
     Without --gain/--offset/--read-noise the camera model comes from the source's bigcomp
     metadata or is estimated from a sample of chunks (missing ones are estimated, given ones
-    kept). A run that was interrupted resumes where it stopped when started again.
+    kept). A run that was interrupted resumes where it stopped when started again with the same
+    options on the same data; other data or options are refused without --overwrite.
     """
     import warnings
 
@@ -273,15 +275,16 @@ def decompress(
         help="Output: .tif/.tiff (TIFF, BigTIFF when large) or .zarr (zarr v3, default codec).")],
     region: Annotated[str | None, typer.Option(
         help="Part to extract, numpy-style per axis, e.g. '0:10,:,100:200'.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace DEST.")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace DEST (only once the new output is complete).")] = False,
     scheduler: Annotated[str, typer.Option(help="A local dask scheduler or tcp:// address."
                                            )] = "threads",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Decode a bigcomp store (or a region of it) to TIFF or zarr; only the chunks the region
-    overlaps are read."""
+    overlaps are read. The output appears at DEST only when complete: a failed run leaves
+    nothing there (or, with --overwrite, the old DEST)."""
     import os
-    import shutil
 
     from rich.console import Console
 
@@ -299,9 +302,7 @@ def decompress(
     try:
         arr = open_store(source)
         arr = arr[_parse_region(region, arr.shape)]
-        if os.path.isdir(dest):
-            shutil.rmtree(dest)
-        write_decoded(arr, dest, scheduler=scheduler, progress=progress)
+        write_decoded(arr, dest, scheduler=scheduler, progress=progress, overwrite=overwrite)
     except (BigcompError, FileNotFoundError) as exc:
         _error(console, exc)
         raise typer.Exit(1) from None

@@ -8,8 +8,10 @@ opened once per process (so the graph pickles to distributed workers as a path, 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -128,8 +130,27 @@ class _BlockReader:
             return _HANDLES[cache_key]
 
     def __call__(self, block_info=None) -> np.ndarray:
+        """Read one block.
+
+        Raises
+        ------
+        SourceReadError
+            The region cannot be read: the file is truncated, damaged or gone.
+        """
+        from .store import SourceReadError
+
         loc = block_info[None]["array-location"]
-        return np.asarray(self.handle()[tuple(slice(a, b) for a, b in loc)])
+        region = tuple(slice(a, b) for a, b in loc)
+        try:
+            return np.asarray(self.handle()[region])
+        except MemoryError:
+            raise
+        except Exception as exc:  # the readers' errors vary (tifffile, h5py, zarr, OS)
+            where = ", ".join(f"{a}:{b}" for a, b in loc)
+            raise SourceReadError(
+                f"cannot read [{where}] of {self.path} ({type(exc).__name__}: {exc}): the file "
+                "may be truncated or damaged (still being written or copied?); check it, "
+                "then run the same command again") from exc
 
 
 def _open_tiff(path: str, series):
@@ -402,32 +423,117 @@ def _ome_transform(level: dict, ndim: int) -> tuple[list[float], list[float]]:
 
 # ---------------------------------------------------------------------------- writers
 def write_decoded(arr: xarray.DataArray, path: str, *, scheduler="threads",
-                  progress: bool | None = True) -> None:
-    """Write a (lazy) DataArray to TIFF (``.tif``/``.tiff``) or zarr v3 (``.zarr``).
+                  progress: bool | None = True, overwrite: bool = False) -> None:
+    """Write a (lazy) DataArray to TIFF (``.tif``/``.tiff``) or zarr v3 (``.zarr``), atomically.
 
     TIFF is written plane by plane, a slab of chunks at a time (BigTIFF above 4 GB); zarr with
-    zarr's default codec, keeping dims, coords and attrs.
+    zarr's default codec, keeping dims, coords and attrs. Either is written to
+    ``<path>.partial-<uuid>`` next to ``path`` and renamed onto ``path`` only once complete:
+    a failed write (a corrupt chunk, a full disk) removes the temporary and leaves ``path`` as
+    it was — absent, or the old output when ``overwrite`` is true.
+
+    Parameters
+    ----------
+    arr : xarray.DataArray
+    path : str
+        ``.tif``, ``.tiff`` or ``.zarr``.
+    scheduler : str
+        dask scheduler of the decoding.
+    progress : bool, optional
+        Show a progress bar.
+    overwrite : bool
+        Replace an existing ``path`` (a file, or a zarr store; never another directory).
+
+    Raises
+    ------
+    ParameterError
+        Unknown output format, or TIFF output of a 1-D array.
+    StoreExistsError
+        ``path`` exists and ``overwrite`` is false, or it is a directory that is not a zarr
+        store.
+    StoreWriteError
+        The file system refused a write (disk full, no permission).
+    CorruptChunkError
+        A chunk of the source store is damaged.
     """
+    from .store import StoreExistsError, writing
+
+    path = os.path.normpath(os.fspath(path))  # "out.zarr/": the temporary goes next to it
+    fmt = "zarr" if path.lower().endswith(".zarr") else "tiff" if path.lower().endswith(
+        (".tif", ".tiff")) else None
+    if fmt is None:
+        raise ParameterError(f"unknown output format {path!r}: use .tif/.tiff or .zarr")
+    if fmt == "tiff" and arr.ndim < 2:
+        raise ParameterError("TIFF output needs at least 2 axes: write .zarr instead")
+    if os.path.lexists(path) and not overwrite:
+        raise StoreExistsError(f"{path} exists: pass overwrite=True (CLI: --overwrite) to "
+                               "replace it, or choose another output path")
+    if os.path.isdir(path) and not os.path.islink(path) and not _is_zarr_dir(path):
+        raise StoreExistsError(f"{path} is a directory but not a zarr store: refusing to "
+                               "replace it; remove it yourself or choose another output path")
+    tmp = f"{path}.partial-{uuid.uuid4().hex[:12]}"
+    try:
+        with writing(path, "run the command again"):
+            (_write_zarr if fmt == "zarr" else _write_tiff)(arr, tmp, path, scheduler, progress)
+            _swap_in(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _is_zarr_dir(path: str) -> bool:
+    return any(os.path.exists(os.path.join(path, f)) for f in _ZARR_FILES)
+
+
+def _remove(path: str) -> None:
+    """Delete a file or directory tree if it exists (best effort: a cleanup)."""
+    import shutil
+
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def _swap_in(new: str, path: str) -> None:
+    """Rename ``new`` onto ``path``: atomic for a file over a file or nothing; a directory
+    involved is moved aside first and put back if the second rename fails."""
+    if not os.path.lexists(path) or not (os.path.isdir(new) or os.path.isdir(path)):
+        os.replace(new, path)
+        return
+    old = f"{path}.old-{uuid.uuid4().hex[:12]}"
+    os.replace(path, old)
+    try:
+        os.replace(new, path)
+    except BaseException:
+        os.replace(old, path)
+        raise
+    _remove(old)
+
+
+def _write_zarr(arr: xarray.DataArray, tmp: str, path: str, scheduler, progress) -> None:
     import dask
 
     from .pipeline import _progress_bar
 
-    data = arr.data
-    if path.lower().endswith(".zarr"):
-        name = str(arr.name or "data")
-        ds = arr.drop_encoding().to_dataset(name=name)
-        ds[name].attrs.pop("bigcomp", None)  # the output is not a bigcomp store
-        write = ds.to_zarr(path, mode="w-", zarr_format=3, consolidated=False, compute=False)
-        bar = _progress_bar(progress, f"writing {path}", 1)
-        with bar or _null():
-            dask.compute(write, scheduler=scheduler)
-            if bar:
-                bar.advance(bar.task_ids[0])
-        return
+    name = str(arr.name or "data")
+    ds = arr.drop_encoding().to_dataset(name=name)
+    ds[name].attrs.pop("bigcomp", None)  # the output is not a bigcomp store
+    write = ds.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=False, compute=False)
+    bar = _progress_bar(progress, f"writing {path}", 1)
+    with bar or contextlib.nullcontext():
+        dask.compute(write, scheduler=scheduler)
+        if bar:
+            bar.advance(bar.task_ids[0])
+
+
+def _write_tiff(arr: xarray.DataArray, tmp: str, path: str, scheduler, progress) -> None:
     import tifffile
 
-    if arr.ndim < 2:
-        raise ParameterError("TIFF output needs at least 2 axes")
+    from .pipeline import _progress_bar
+
+    data = arr.data
     lead = arr.shape[:-2]
     depth = data.chunks[-3] if arr.ndim >= 3 else (1,)
     slabs = [(outer, start, n) for outer in np.ndindex(*lead[:-1])
@@ -444,12 +550,7 @@ def write_decoded(arr: xarray.DataArray, path: str, *, scheduler="threads",
 
     axes = "".join(arr.dims).upper()
     meta = {"axes": axes} if len(axes) == arr.ndim and set(axes) <= set("TCZYXS") else {}
-    with bar or _null(), tifffile.TiffWriter(path, bigtiff=arr.nbytes > 2**32 - 2**25) as tif:
+    with bar or contextlib.nullcontext(), tifffile.TiffWriter(
+            tmp, bigtiff=arr.nbytes > 2**32 - 2**25) as tif:
         tif.write(pages(), shape=arr.shape, dtype=arr.dtype, photometric="minisblack",
                   metadata=meta)
-
-
-def _null():
-    import contextlib
-
-    return contextlib.nullcontext()

@@ -196,11 +196,19 @@ def _progress_bar(progress, label: str, total: int):
     return bar
 
 
+def _gather(tasks: list, client, kwargs: dict) -> list:
+    """Compute a few dask objects on ``client`` or with the ``dask.compute`` ``kwargs``."""
+    import dask
+
+    return client.compute(tasks, sync=True) if client is not None else list(
+        dask.compute(*tasks, **kwargs))
+
+
 # ------------------------------------------------------------------------------ camera
 def _sample_blocks(x, n: int) -> list:
-    grid = x.numblocks
-    flat = np.unique(np.linspace(0, int(np.prod(grid)) - 1, n).round().astype(int))
-    return [x.blocks[np.unravel_index(i, grid)] for i in flat]
+    from .store import sample_blocks
+
+    return [x.blocks[i] for i in sample_blocks(x.numblocks, n)]
 
 
 def estimate_noise(source, *, sample_chunks: int = 8, chunks=None, gain: float | None = None,
@@ -242,13 +250,9 @@ def estimate_noise(source, *, sample_chunks: int = 8, chunks=None, gain: float |
 
 
 def _estimate(x, sample_chunks: int, client, kwargs: dict, fixed: dict) -> CameraModel:
-    import dask
-
     from .estimate import PoorFitWarning, estimate_camera
 
-    blocks = _sample_blocks(x, sample_chunks)
-    arrays = client.compute(blocks, sync=True) if client is not None else dask.compute(
-        *blocks, **kwargs)
+    arrays = _gather(_sample_blocks(x, sample_chunks), client, kwargs)
     ny = min(a.shape[-2] for a in arrays)
     nx = min(a.shape[-1] for a in arrays)
     stack = np.concatenate([np.asarray(a)[..., :ny, :nx].reshape(-1, ny, nx) for a in arrays])
@@ -316,8 +320,10 @@ def compress(source, dest: str | os.PathLike, *, mode: str = "wnl", q: float = 1
         ``"local"``: a ``distributed.LocalCluster`` sized to the machine;
         ``"tcp://host:port"`` or a ``Client``: an existing cluster.
     overwrite : bool
-        Replace ``dest`` if it exists. Without it, an existing store of the *same* job is
-        resumed (chunks already written and valid are kept), anything else is an error.
+        Replace ``dest`` if it exists. Without it, an existing store of the *same* job on the
+        *same* data is resumed (chunks already written and valid are kept), anything else is
+        an error. "Same data" is decided by a content fingerprint of a few sampled chunks
+        (see Notes).
     progress : bool, optional
         Show a progress bar (default: when stderr is a terminal).
 
@@ -328,8 +334,28 @@ def compress(source, dest: str | os.PathLike, *, mode: str = "wnl", q: float = 1
     Raises
     ------
     StoreExistsError
-        ``dest`` exists and holds something else (pass ``overwrite=True``).
+        ``dest`` exists and holds something else: other parameters, other data, a store
+        written before bigcomp recorded source fingerprints, or not a bigcomp store (pass
+        ``overwrite=True``).
+    StoreWriteError
+        The file system refused a write (disk full, no permission); once fixed, the same call
+        resumes.
+    SourceReadError
+        A region of the source file cannot be read (truncated or damaged file).
     ParameterError, UnsupportedDataError, FileNotFoundError
+
+    Notes
+    -----
+    Before anything is written, :data:`bigcomp.store.FINGERPRINT_BLOCKS` chunks spread over
+    the source are read and hashed (blake2b): the store records this fingerprint with the
+    source's path, size and modification time. A later run resumes (or finds done) a store
+    only if the fingerprint matches: a file that was touched or moved but holds the same data
+    resumes, other data is refused. The sample also catches an unreadable (truncated) file
+    and, for float data, NaN/inf in those chunks before the store is created.
+
+    Until every chunk is written the store's data array is hidden from zarr and xarray (its
+    ``zarr.json`` is kept as ``0/zarr.json.incomplete``), so a failed or interrupted run never
+    reads as an array with zeros where chunks are missing.
 
     Examples
     --------
@@ -344,7 +370,15 @@ def compress(source, dest: str | os.PathLike, *, mode: str = "wnl", q: float = 1
     from . import __version__, zarr3
     from .chunk import SUPPORTED_DTYPES, error_bound, validate_parameters
     from .io import open_source
-    from .store import ChunkWriter, create_store, finalize, ome_metadata, prepare, read_metadata
+    from .store import (
+        LAYOUT_VERSION,
+        ChunkWriter,
+        create_store,
+        finalize,
+        ome_metadata,
+        prepare,
+        read_metadata,
+    )
 
     t0 = time.perf_counter()
     dest = os.fspath(dest)
@@ -377,26 +411,23 @@ def compress(source, dest: str | os.PathLike, *, mode: str = "wnl", q: float = 1
 
     with _scheduler(scheduler) as (client, kwargs):
         x = src.to_dask(chunk_shape)
-        cam, cam_source = given, "given"
-        if q == 0:
-            cam, cam_source = None, "none"
-        elif cam is None and old and old.get("job", {}).get("camera"):
-            cam, cam_source = CameraModel(**old["job"]["camera"]), "store"
-        elif cam is None and isinstance(src.attrs.get("bigcomp"), dict) and src.attrs[
-                "bigcomp"].get("job", {}).get("camera"):
-            cam, cam_source = CameraModel(**src.attrs["bigcomp"]["job"]["camera"]), "source"
-        elif cam is None:
-            cam, cam_source = _estimate(x, 8, client, kwargs, {}), "estimated"
+        record = _source_record(src, x, chunk_shape, client, kwargs)
         job = {"shape": list(src.shape), "dtype": src.dtype.name, "chunks": list(chunk_shape),
                "dims": list(src.dims), "mode": mode, "q": float(q), "order": order,
-               "coder": coder, "camera": cam.to_dict() if cam else None}
-        state = prepare(dest, job, overwrite=overwrite)
+               "coder": coder}
+        if not overwrite:  # refuse another job, other data or a foreign path before estimating
+            known = ({"camera": None} if not q else {"camera": given.to_dict()} if given
+                     else {})  # an estimated camera is not known yet
+            prepare(dest, {**job, **known}, source=record, overwrite=False)
+        cam, cam_source = _choose_camera(q, given, old, src, x, client, kwargs)
+        job["camera"] = cam.to_dict() if cam else None
+        state = prepare(dest, job, source=record, overwrite=overwrite)
         serializer = (zarr3.WNL(q=float(q), order=order, coder=coder, **cam.to_dict()) if q
                       else zarr3.Lossless(coder=coder))
         bound = error_bound(float(q), cam, src.dtype, order) if q else 0.0
-        meta = {"layout": 1, "version": __version__, "array": DATA, "name": src.name,
-                "job": job, "camera_source": cam_source, "error_bound": float(bound),
-                "codec": serializer.to_dict(), "source": {"kind": src.kind, "path": src.path},
+        meta = {"layout": LAYOUT_VERSION, "version": __version__, "array": DATA,
+                "name": src.name, "job": job, "camera_source": cam_source,
+                "error_bound": float(bound), "codec": serializer.to_dict(), "source": record,
                 "complete": False}
         if state == "new":
             create_store(dest, shape=src.shape, dtype=src.dtype, chunks=chunk_shape,
@@ -410,7 +441,7 @@ def compress(source, dest: str | os.PathLike, *, mode: str = "wnl", q: float = 1
                 set(np.ndindex(*x.numblocks)) if state == "done" else set())
         todo = [i for i in np.ndindex(*x.numblocks) if i not in done]
         if todo:
-            _write(x, todo, writer, client, kwargs, progress)
+            _write(x, todo, writer, client, kwargs, progress, dest)
         if state != "done":
             finalize(dest, read_metadata(dest) or meta)
     raw = int(np.prod(src.shape)) * src.dtype.itemsize
@@ -418,15 +449,71 @@ def compress(source, dest: str | os.PathLike, *, mode: str = "wnl", q: float = 1
                           cam_source, float(bound), time.perf_counter() - t0)
 
 
-def _write(x, todo: list, writer, client, kwargs: dict, progress) -> None:
+def _source_record(src, x, chunk_shape: tuple[int, ...], client, kwargs: dict) -> dict:
+    """What the store is made from (:func:`bigcomp.store.source_record`), computed on a few
+    sampled chunks, which is also a first check that the source reads and is finite.
+
+    Raises
+    ------
+    SourceReadError
+        A sampled region of the file cannot be read (truncated, damaged).
+    UnsupportedDataError
+        A sampled chunk of float data holds NaN or inf.
+    """
+    from dask import delayed
+
+    from .store import FINGERPRINT_BLOCKS, block_digest, sample_blocks, source_record
+
+    idx = sample_blocks(x.numblocks, FINGERPRINT_BLOCKS)
+    found = _gather([delayed(block_digest, pure=True)(x.blocks[i]) for i in idx], client,
+                    kwargs)
+    for i, (_, finite) in zip(idx, found, strict=True):
+        if not finite:
+            raise UnsupportedDataError(
+                f"chunk {i} of the source holds NaN or inf values, which bigcomp cannot "
+                "encode: replace them first (e.g. np.nan_to_num(data, nan=0.0)) and keep a "
+                "mask separately if they mean something")
+    return source_record(src, chunk_shape, idx, [d for d, _ in found])
+
+
+def _choose_camera(q: float, given: CameraModel | None, old: dict | None, src, x, client,
+                   kwargs: dict) -> tuple[CameraModel | None, str]:
+    """The camera model and where it came from (see :class:`CompressResult`).
+
+    ``old`` (the destination's metadata) is only passed in once the destination is known to
+    hold this job on this source, so its camera is reused only for the same data.
+    """
+    if q == 0:
+        return None, "none"
+    if given is not None:
+        return given, "given"
+    if old and old.get("job", {}).get("camera"):
+        return CameraModel(**old["job"]["camera"]), "store"
+    job = src.attrs["bigcomp"].get("job", {}) if isinstance(src.attrs.get("bigcomp"),
+                                                             dict) else {}
+    if job.get("camera"):
+        return CameraModel(**job["camera"]), "source"
+    return _estimate(x, 8, client, kwargs, {}), "estimated"
+
+
+def _write(x, todo: list, writer, client, kwargs: dict, progress, dest: str) -> None:
+    """Encode and write the ``todo`` blocks; errors from the data say the store is incomplete."""
     from dask import delayed
     from dask.base import tokenize
+
+    from .store import SourceReadError
 
     blocks = x.to_delayed()
     token = tokenize(x.name, writer)
     tasks = [delayed(writer, pure=True)(blocks[i], i, dask_key_name=f"bigcomp-write-{token}-"
                                         + "-".join(map(str, i))) for i in todo]
-    _compute(tasks, client, kwargs, progress, f"compressing {len(todo)} chunks")
+    try:
+        _compute(tasks, client, kwargs, progress, f"compressing {len(todo)} chunks")
+    except (UnsupportedDataError, SourceReadError) as exc:
+        raise type(exc)(
+            f"{exc} ({dest} is left incomplete: zarr and xarray do not see its data and "
+            "bigcomp.open refuses it; once the source is fixed, compress it again with "
+            "overwrite=True / --overwrite)") from exc
 
 
 # ------------------------------------------------------------------------------ open
@@ -483,7 +570,9 @@ def open(path: str | os.PathLike, *, chunks=None, allow_incomplete: bool = False
         Dask chunks as multiples of the store's chunks (default 1: one dask chunk per zarr
         chunk, so a region read decodes only the chunks it overlaps).
     allow_incomplete : bool
-        Open a store an interrupted run left incomplete (missing chunks read as 0).
+        Open a store an interrupted or failed run left incomplete (missing chunks read as 0).
+        Other readers (``zarr.open_group(path)["0"]``, ``xarray.open_zarr(path)``) do not see
+        the data of an incomplete store at all.
 
     Returns
     -------
@@ -497,7 +586,7 @@ def open(path: str | os.PathLike, *, chunks=None, allow_incomplete: bool = False
     """
     import xarray as xr
 
-    from .store import read_metadata
+    from .store import incomplete_store, read_metadata
 
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -522,8 +611,10 @@ def open(path: str | os.PathLike, *, chunks=None, allow_incomplete: bool = False
         raise ParameterError(f"chunks must be positive multiples of the store's chunks "
                              f"{tuple(job['chunks'])}, got {chunks!r}")
     dask_chunks = {d: c * m for d, c, m in zip(job["dims"], job["chunks"], mult, strict=True)}
-    ds = xr.open_zarr(path, consolidated=bool(meta.get("complete")), zarr_format=3, chunks=dask_chunks,
-                      mask_and_scale=False)
+    complete = bool(meta.get("complete"))
+    # an incomplete store keeps its array's zarr.json aside (bigcomp.store): read through a view
+    ds = xr.open_zarr(path if complete else incomplete_store(path), consolidated=complete,
+                      zarr_format=3, chunks=dask_chunks, mask_and_scale=False)
     arr = ds[meta.get("array", DATA)]
     arr = arr.rename(meta.get("name") or None)
     arr.attrs["bigcomp"] = meta

@@ -32,6 +32,13 @@ WORKER = Path(__file__).with_name("sim_worker.py")
 CAMERA = CameraModel(gain=2.0, offset=100.0, read_noise=1.6)
 SHAPES = [(300,), (13, 37), (3, 9, 21), (2, 3, 7, 11)]
 CODERS = ["fast", "max", "rice"]
+# float32 ~1e5 ADU far below this camera's offset: float32's spacing is 0.16 σ there, so the
+# encoder moves steps by one and stores about a third of the pixels exactly (format version 5)
+STEEP = CameraModel(gain=0.08, offset=1e6, read_noise=0.0)
+
+
+def _steep_float():
+    return (1e5 + np.random.default_rng(5).normal(0, 50, (3, 24, 20))).astype(np.float32)
 
 
 def _image(shape, dtype, seed=0):
@@ -165,6 +172,8 @@ def sim(tmp_path_factory):
         add(("chunk", case), "chunk", data=_image(shape, dtype), **_kw(q, coder))
     for path in FIXTURE_CHUNKS:
         add(("file", *path.parts[-3:-1], path.stem), "decode_chunk", buf=path.read_bytes())
+    for coder in CODERS:
+        add(("steep", coder), "chunk", data=_steep_float(), q=0.25, camera=STEEP, coder=coder)
     x = _image((3, 9, 21), "uint16")
     add("max_small_segments", "encode_chunk", data=x, coder="max", rows_per_segment=2)
     add("pq", "encode_chunk", data=x, q=1.0, camera=CAMERA, order="pq")
@@ -350,6 +359,20 @@ def test_chunk_identical(sim, case):
     assert got.dtype == expected.dtype
     assert got.shape == expected.shape
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("coder", CODERS)
+def test_float32_exact_pixels_identical(sim, coder):
+    """The float32 reconstructions the GPU encoder checks (on the host) give the CPU's bytes,
+    exact pixels included, and the GPU decoder puts those pixels back."""
+    data = _steep_float()
+    cpu = encode_chunk(data, q=0.25, camera=STEEP, coder=coder)
+    assert cpu[4] == 5
+    gpu, got = _ok(sim[("steep", coder)])
+    assert gpu == cpu
+    np.testing.assert_array_equal(got, decode_chunk(cpu))
+    err = np.abs(STEEP.forward(got.astype(np.float64)) - STEEP.forward(data.astype(np.float64)))
+    assert err.max() <= 0.125
 
 
 @pytest.mark.parametrize("path", FIXTURE_CHUNKS, ids=lambda p: "/".join(p.parts[-3:]))
