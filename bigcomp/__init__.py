@@ -16,13 +16,20 @@ from . import (
 from .chunk import decode_chunk, encode_chunk, error_bound
 from .errors import (
     BigcompError,
+    ChunkMismatchError,
+    ChunkTooLargeError,
     CorruptChunkError,
     FormatVersionError,
+    IncompleteStoreError,
     ParameterError,
+    SourceReadError,
+    StoreExistsError,
+    StoreWriteError,
     UnsupportedDataError,
 )
 from .estimate import PoorFitWarning, estimate_camera, photon_transfer
 from .gpu import gpu_available
+from .limits import max_chunk_bytes, set_max_chunk_bytes
 from .noise import CameraModel, quantisation_tables
 from .pipeline import compress, estimate_noise, open
 
@@ -34,10 +41,16 @@ except PackageNotFoundError:  # running from a source tree
 __all__ = [
     "BigcompError",
     "CameraModel",
+    "ChunkMismatchError",
+    "ChunkTooLargeError",
     "CorruptChunkError",
     "FormatVersionError",
+    "IncompleteStoreError",
     "ParameterError",
     "PoorFitWarning",
+    "SourceReadError",
+    "StoreExistsError",
+    "StoreWriteError",
     "UnsupportedDataError",
     "codecs",
     "compress",
@@ -47,8 +60,10 @@ __all__ = [
     "estimate_camera",
     "estimate_noise",
     "gpu_available",
+    "max_chunk_bytes",
     "open",
     "photon_transfer",
     "quantisation_tables",
+    "set_max_chunk_bytes",
     "zarr3",
 ]

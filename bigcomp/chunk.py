@@ -19,7 +19,6 @@ from .errors import (
     UnsupportedDataError,
 )
 from .format import EXACT_DTYPE, ChunkHeader, pack_chunk, unpack_chunk
-from .limits import check_chunk_size
 from .kernels import _coders, _rice
 from .kernels._dpcm import FRACTION_BITS, dpcm_decode, dpcm_encode
 from .kernels._fused import decode_fast_fused, encode_fast_fused
@@ -28,6 +27,7 @@ from .kernels._lookup import lookup
 from .kernels._numba import cores_free, use_parallel
 from .kernels._predict import predict_decode, predict_encode
 from .kernels._scratch import scratch
+from .limits import check_chunk_size
 from .noise import CameraModel, quantisation_tables
 from .predictors import Taps, choose_predictor
 

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .errors import ParameterError
+
 if TYPE_CHECKING:
     import dask.array
 
@@ -82,22 +84,22 @@ def _check_shape(shape: Sequence[int], dims: Sequence[str], name: str) -> tuple[
     try:
         shp = tuple(operator.index(s) for s in shape)
     except TypeError:
-        raise ValueError(f"{name}: shape must be a sequence of integers, got {shape!r}") from None
+        raise ParameterError(f"{name}: shape must be a sequence of integers, got {shape!r}") from None
     if len(shp) != len(dims):
-        raise ValueError(f"{name}: shape must have {len(dims)} dimensions {tuple(dims)}, "
+        raise ParameterError(f"{name}: shape must have {len(dims)} dimensions {tuple(dims)}, "
                          f"got {len(shp)}: {shape!r}")
     if min(shp) < 1:
-        raise ValueError(f"{name}: all shape entries must be >= 1, got {shape!r}")
+        raise ParameterError(f"{name}: all shape entries must be >= 1, got {shape!r}")
     return shp
 
 
 def _check_camera(gain: float, offset: float, read_noise: float) -> None:
     if not (math.isfinite(gain) and gain > 0):
-        raise ValueError(f"gain must be a finite number > 0 (ADU per electron), got {gain!r}")
+        raise ParameterError(f"gain must be a finite number > 0 (ADU per electron), got {gain!r}")
     if not math.isfinite(offset):
-        raise ValueError(f"offset must be finite, got {offset!r}")
+        raise ParameterError(f"offset must be finite, got {offset!r}")
     if not (math.isfinite(read_noise) and read_noise >= 0):
-        raise ValueError(f"read_noise must be finite and >= 0 (electrons), got {read_noise!r}")
+        raise ParameterError(f"read_noise must be finite and >= 0 (electrons), got {read_noise!r}")
 
 
 def _check_dtype(dtype: Any, allowed: tuple[str, ...]) -> np.dtype:
@@ -106,7 +108,7 @@ def _check_dtype(dtype: Any, allowed: tuple[str, ...]) -> np.dtype:
     except TypeError:
         dt = None
     if dt is None or dt.name not in allowed:
-        raise ValueError(f"dtype must be one of {allowed}, got {dtype!r}")
+        raise ParameterError(f"dtype must be one of {allowed}, got {dtype!r}")
     return dt
 
 
@@ -234,7 +236,7 @@ def simulate_camera(photons: np.ndarray, *, gain: float = 2.0, offset: float = 1
     dt = _check_dtype(dtype, tuple(sorted(set(_CAMERA_DTYPES + _COUNTING_DTYPES))))
     lam = np.asarray(photons, np.float64)
     if not np.all(np.isfinite(lam)) or (lam.size and lam.min() < 0):
-        raise ValueError("photons must be finite and >= 0")
+        raise ParameterError("photons must be finite and >= 0")
     if dims is None:
         dims = tuple("tczyx"[-lam.ndim:]) if lam.ndim <= 5 else tuple(
             f"dim_{i}" for i in range(lam.ndim))
@@ -343,7 +345,7 @@ def smlm(shape: Sequence[int] = (20, 256, 256), *, gain: float = 2.0, offset: fl
     _check_camera(gain, offset, read_noise)
     dt = _check_dtype(dtype, _CAMERA_DTYPES)
     if not (density >= 0 and psf_sigma > 0 and background >= 0):
-        raise ValueError("density and background must be >= 0 and psf_sigma > 0")
+        raise ParameterError("density and background must be >= 0 and psf_sigma > 0")
     rng = np.random.default_rng(seed)
     p_off, lead = 0.4, 4
     n = int(rng.poisson(density * y * x * (t + lead) * p_off))
@@ -454,7 +456,7 @@ def diffraction_series(shape: Sequence[int] = (16, 512, 512), *, n_spots: int | 
     t, y, x = _check_shape(shape, "tyx", "diffraction_series")
     dt = _check_dtype(dtype, _COUNTING_DTYPES)
     if n_spots is not None and n_spots < 0:
-        raise ValueError(f"n_spots must be >= 0, got {n_spots!r}")
+        raise ParameterError(f"n_spots must be >= 0, got {n_spots!r}")
     rng = np.random.default_rng(seed)
     cy, cx = beam_center if beam_center is not None else (
         y / 2 + rng.uniform(-0.05, 0.05) * y, x / 2 + rng.uniform(-0.05, 0.05) * x)
@@ -531,7 +533,7 @@ def light_sheet_chunk(block_id: Sequence[int], chunk_shape: Sequence[int], *, se
     except TypeError:
         bid = ()
     if len(bid) != 3 or min(bid) < 0:
-        raise ValueError(f"block_id must be 3 integers >= 0, got {block_id!r}")
+        raise ParameterError(f"block_id must be 3 integers >= 0, got {block_id!r}")
     _check_camera(gain, offset, read_noise)
     dt = _check_dtype(dtype, _CAMERA_DTYPES)
     total = _check_shape(shape, "zyx", "light_sheet_chunk") if shape is not None else None
@@ -539,7 +541,7 @@ def light_sheet_chunk(block_id: Sequence[int], chunk_shape: Sequence[int], *, se
     extent = list(chunk)
     if total is not None:
         if any(o >= s for o, s in zip(origin, total, strict=True)):
-            raise ValueError(f"block_id {tuple(bid)} lies outside shape {total}")
+            raise ParameterError(f"block_id {tuple(bid)} lies outside shape {total}")
         extent = [min(c, s - o) for c, s, o in zip(chunk, total, origin, strict=True)]
     photons = 5.0 + 15.0 * _smooth(np.random.default_rng([seed, 0]),
                                    [np.arange(e) + o for e, o in zip(extent, origin, strict=True)],
@@ -601,7 +603,7 @@ def lazy_light_sheet(shape: Sequence[int], chunks: int | Sequence[int], *, seed:
                                          shp, strict=True))
     unknown = set(camera) - {"gain", "offset", "read_noise", "dtype"}
     if unknown:
-        raise ValueError(f"unknown camera arguments {sorted(unknown)}")
+        raise ParameterError(f"unknown camera arguments {sorted(unknown)}")
     _check_camera(camera.get("gain", 2.0), camera.get("offset", 100.0),
                   camera.get("read_noise", 1.6))
     dt = _check_dtype(camera.get("dtype", "uint16"), _CAMERA_DTYPES)

@@ -12,7 +12,11 @@ __all__ = [
     "ChunkTooLargeError",
     "CorruptChunkError",
     "FormatVersionError",
+    "IncompleteStoreError",
     "ParameterError",
+    "SourceReadError",
+    "StoreExistsError",
+    "StoreWriteError",
     "UnsupportedDataError",
 ]
 
@@ -45,3 +49,35 @@ class ChunkMismatchError(CorruptChunkError):
 class ChunkTooLargeError(BigcompError, ValueError):
     """A chunk would decode (or encode) to more bytes than the configured per-chunk limit
     (:func:`bigcomp.set_max_chunk_bytes`, environment variable ``BIGCOMP_MAX_CHUNK_BYTES``)."""
+
+
+class StoreExistsError(BigcompError, FileExistsError):
+    """The destination exists and holds something else than this compression job."""
+
+
+class IncompleteStoreError(BigcompError):
+    """The store was left incomplete by an interrupted run."""
+
+
+class StoreWriteError(BigcompError, OSError):
+    """Writing a store (or a decoded output) failed: disk full, no permission, ...
+
+    ``errno`` and ``filename`` are those of the underlying ``OSError``; the message says what
+    to do.
+    """
+
+    def __str__(self) -> str:  # the message, not OSError's "[Errno n] ..." formatting
+        return str(self.args[0]) if self.args else ""
+
+    def __reduce__(self):  # keep errno and filename through pickling (dask workers)
+        return _rebuild_write_error, (str(self), self.errno, self.strerror, self.filename)
+
+
+def _rebuild_write_error(message: str, code, strerror, filename) -> StoreWriteError:
+    err = StoreWriteError(message)
+    err.errno, err.strerror, err.filename = code, strerror, filename
+    return err
+
+
+class SourceReadError(BigcompError, OSError):
+    """A region of the source file could not be read (truncated, damaged, removed)."""

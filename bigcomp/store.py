@@ -48,7 +48,15 @@ from typing import Any
 import numpy as np
 from zarr.storage import WrapperStore
 
-from .errors import BigcompError, CorruptChunkError, FormatVersionError
+from .errors import (  # the store's errors live with the others; imported here as before
+    BigcompError,
+    CorruptChunkError,
+    FormatVersionError,
+    IncompleteStoreError,
+    SourceReadError,
+    StoreExistsError,
+    StoreWriteError,
+)
 
 __all__ = [
     "DATA",
@@ -79,38 +87,6 @@ _AXIS_TYPES = {"t": "time", "time": "time", "c": "channel", "channel": "channel"
                "z": "space", "y": "space", "x": "space"}
 _UNITS = {"space": {"angstrom", "nanometer", "micrometer", "millimeter", "centimeter", "meter"},
           "time": {"nanosecond", "microsecond", "millisecond", "second", "minute", "hour"}}
-
-
-class StoreExistsError(BigcompError, FileExistsError):
-    """The destination exists and holds something else than this compression job."""
-
-
-class IncompleteStoreError(BigcompError):
-    """The store was left incomplete by an interrupted run."""
-
-
-class StoreWriteError(BigcompError, OSError):
-    """Writing a store (or a decoded output) failed: disk full, no permission, ...
-
-    ``errno`` and ``filename`` are those of the underlying ``OSError``; the message says what
-    to do.
-    """
-
-    def __str__(self) -> str:  # the message, not OSError's "[Errno n] ..." formatting
-        return str(self.args[0]) if self.args else ""
-
-    def __reduce__(self):  # keep errno and filename through pickling (dask workers)
-        return _rebuild_write_error, (str(self), self.errno, self.strerror, self.filename)
-
-
-def _rebuild_write_error(message: str, code, strerror, filename) -> StoreWriteError:
-    err = StoreWriteError(message)
-    err.errno, err.strerror, err.filename = code, strerror, filename
-    return err
-
-
-class SourceReadError(BigcompError, OSError):
-    """A region of the source file could not be read (truncated, damaged, removed)."""
 
 
 def read_metadata(path: str | os.PathLike) -> dict | None:

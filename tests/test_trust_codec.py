@@ -54,9 +54,11 @@ def test_float32_bound_holds_where_float32_is_coarser_than_the_step(coder):
     data = _steep_float()
     chunk = encode_chunk(data, q=0.25, camera=STEEP, coder=coder)
     header, _, exact = unpack_chunk(chunk)
-    assert chunk[4] == EXACT_VERSION and header.exact == exact.size > 0
+    assert chunk[4] == EXACT_VERSION
+    assert header.exact == exact.size > 0
     decoded = decode_chunk(chunk)
-    assert decoded.dtype == np.float32 and decoded.shape == data.shape
+    assert decoded.dtype == np.float32
+    assert decoded.shape == data.shape
     assert _stabilised_error(STEEP, data, decoded) <= error_bound(0.25, STEEP, "float32") == 0.125
 
 
@@ -91,7 +93,7 @@ def test_float32_exact_pixels_fixture(coder):
 
 def test_damaged_exact_pixels_are_corrupt():
     chunk = bytearray(encode_chunk(_steep_float(), q=0.25, camera=STEEP, coder="fast"))
-    header, _, exact = unpack_chunk(bytes(chunk))
+    _, _, exact = unpack_chunk(bytes(chunk))
     start = len(chunk) - 4 - 12 * exact.size
     chunk[start : start + 8] = struct.pack("<Q", 10**9)  # an index past the chunk
     with pytest.raises(CorruptChunkError, match="exact pixels"):
@@ -104,7 +106,7 @@ def test_pq_refuses_q_below_its_arithmetic(dtype, gain, q):
     """These returned 357-21 000 σ errors on every pixel, silently."""
     data = np.random.default_rng(2).integers(0, 200, (8, 8)).astype(dtype)
     cam = CameraModel(gain=gain, offset=10.0, read_noise=1.0)
-    with pytest.raises(ParameterError, match="too small for order='pq'.*q >= "):
+    with pytest.raises(ParameterError, match=r"too small for order='pq'.*q >= "):
         encode_chunk(data, q=q, camera=cam, order="pq")
 
 
@@ -148,7 +150,7 @@ def test_constant_chunk_cannot_claim_gigabytes():
     anything is allocated."""
     chunk = encode_chunk(np.zeros((4, 8, 8), np.uint16), coder="max")
     assert len(chunk) < 140
-    with pytest.raises(ChunkTooLargeError, match="256 GiB.*set_max_chunk_bytes"):
+    with pytest.raises(ChunkTooLargeError, match=r"256 GiB.*set_max_chunk_bytes"):
         decode_chunk(_claim_shape(chunk, (1 << 31, 8, 8)))
 
 
@@ -222,7 +224,7 @@ def test_zarr_refuses_a_chunk_of_another_array(lossless_array, block, kwargs, wh
     good = bytes(lossless_array.store._store_dict["c/1/0/0"].to_bytes())
     try:
         _put(lossless_array, "c/1/0/0", encode_chunk(block, **{"coder": "fast", **kwargs}))
-        with pytest.raises(ChunkMismatchError, match=f"{what} .*array"):
+        with pytest.raises(ChunkMismatchError, match=rf"{what} .*array"):
             lossless_array[:]
     finally:
         _put(lossless_array, "c/1/0/0", good)
@@ -233,7 +235,7 @@ def test_numcodecs_refuses_other_parameters():
     cam = CameraModel(2.0, 100.0, 1.6)
     data = np.random.default_rng(0).integers(100, 300, (8, 8)).astype(np.uint16)
     blob = WNL.from_camera(cam, q=1.0).encode(data)
-    with pytest.raises(ChunkMismatchError, match="q 1.0 .*array: 2.0"):
+    with pytest.raises(ChunkMismatchError, match=r"q 1\.0 .*array: 2\.0"):
         WNL.from_camera(cam, q=2.0).decode(blob)
     with pytest.raises(ChunkMismatchError, match="mode"):
         Lossless().decode(blob)
@@ -271,7 +273,8 @@ def test_float32_header_in_integer_only_mode_is_corrupt(mode):
 def test_degenerate_shapes_round_trip(shape, coder):
     data = np.full(shape, 7, np.uint16)
     decoded = decode_chunk(encode_chunk(data, coder=coder))
-    assert decoded.shape == shape and decoded.dtype == np.uint16
+    assert decoded.shape == shape
+    assert decoded.dtype == np.uint16
     np.testing.assert_array_equal(decoded, data)
 
 

@@ -15,6 +15,8 @@ import dask
 import dask.array as da
 import numpy as np
 
+from ..errors import ParameterError
+
 __all__ = ["as_dask", "block_tables", "block_vectors", "default_chunks", "halo_slices"]
 
 
@@ -36,7 +38,7 @@ def as_dask(x: Any, like: da.Array | None = None,
         x = x.rechunk(chunks)
     if like is not None:
         if x.shape != like.shape:
-            raise ValueError(f"arrays differ in shape: {x.shape} vs {like.shape}")
+            raise ParameterError(f"arrays differ in shape: {x.shape} vs {like.shape}")
         if x.chunks != like.chunks:
             x = x.rechunk(like.chunks)
     return x

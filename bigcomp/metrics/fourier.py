@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ParameterError
 from ._blocks import as_dask, block_vectors
 
 __all__ = ["fourier_correlation"]
@@ -64,11 +65,11 @@ def fourier_correlation(original: Any, decoded: Any, *, ndim: int = 2,
     True
     """
     if ndim not in (2, 3):
-        raise ValueError(f"ndim must be 2 or 3, got {ndim!r}")
+        raise ParameterError(f"ndim must be 2 or 3, got {ndim!r}")
     a = as_dask(original)
     b = as_dask(decoded, like=a)
     if a.ndim < ndim:
-        raise ValueError(f"need at least {ndim} dimensions, got {a.ndim}")
+        raise ParameterError(f"need at least {ndim} dimensions, got {a.ndim}")
     v = block_vectors(_block, [a, b], 3 * nbins, ndim=ndim, nbins=nbins).compute()
     num, pa, pb = v.reshape(-1, 3, nbins).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import dask.array as da
 import numpy as np
 
+from ..errors import ParameterError
 from ._blocks import as_dask, block_vectors
 
 if TYPE_CHECKING:
@@ -129,7 +130,7 @@ def pixel_stats(original: Any, decoded: Any, *, camera: CameraModel | None = Non
     arrays = [a, b]
     if truth is not None:
         if camera is None:
-            raise ValueError("comparing with truth needs the camera model")
+            raise ParameterError("comparing with truth needs the camera model")
         arrays.append(as_dask(truth, like=a))
     size = _BASE + len(edges) - 1
     r = _combine(block_vectors(_block, arrays, size, camera=camera,
@@ -221,7 +222,7 @@ def ssim(original: Any, decoded: Any, *, data_range: float | None = None,
     a = as_dask(original)
     b = as_dask(decoded, like=a)
     if a.ndim < 2 or min(a.shape[-2:]) < win_size:
-        raise ValueError(f"SSIM needs planes of at least {win_size}x{win_size}, got {a.shape}")
+        raise ParameterError(f"SSIM needs planes of at least {win_size}x{win_size}, got {a.shape}")
     if data_range is None:
         lo, hi = da.compute(a.min(), a.max())
         data_range = float(hi) - float(lo)

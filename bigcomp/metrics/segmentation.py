@@ -18,6 +18,7 @@ import dask
 import dask.array as da
 import numpy as np
 
+from ..errors import ParameterError
 from ._blocks import as_dask
 
 __all__ = ["THRESHOLDS", "auto_threshold", "dice", "iou", "li_from_hist", "mask_overlap",
@@ -30,7 +31,7 @@ def _sigmas(ndim: int, sigma: float | Sequence[float]) -> tuple[float, ...]:
         return (0.0,) * max(0, ndim - 2) + (float(sigma),) * min(ndim, 2)
     s = tuple(float(v) for v in sigma)  # type: ignore[union-attr]
     if len(s) != ndim:
-        raise ValueError(f"sigma needs one value per axis ({ndim}), got {s}")
+        raise ParameterError(f"sigma needs one value per axis ({ndim}), got {s}")
     return s
 
 
@@ -138,7 +139,7 @@ def auto_threshold(sm: Any, method: str = "otsu", *,
     float
     """
     if method not in _FROM_HIST:
-        raise ValueError(f"threshold must be a number or one of {THRESHOLDS}, got {method!r}")
+        raise ParameterError(f"threshold must be a number or one of {THRESHOLDS}, got {method!r}")
     sm = as_dask(sm)
     lo, hi = value_range if value_range is not None else (
         float(v) for v in dask.compute(sm.min(), sm.max()))

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..errors import ParameterError
 from ._blocks import as_dask, block_tables
 from .stats import bootstrap_ci, rms
 
@@ -164,7 +165,7 @@ def detect_spots(x: Any, *, camera: CameraModel | None = None, psf_sigma: float 
     """
     xd = as_dask(x)
     if xd.ndim < 2:
-        raise ValueError("spot detection needs at least 2-D data")
+        raise ParameterError("spot detection needs at least 2-D data")
     depth = (0,) * (xd.ndim - 2) + (int(4 * psf_sigma + 0.5) + window + 2,) * 2
     table = block_tables(_detect_block, [xd], depth, xd.ndim + 3, camera=camera,
                          psf_sigma=float(psf_sigma), threshold=float(threshold),

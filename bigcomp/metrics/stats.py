@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..errors import ParameterError
+
 __all__ = ["bootstrap_ci", "rms"]
 
 
@@ -65,7 +67,7 @@ def bootstrap_ci(statistic: Callable[..., np.ndarray], *samples: np.ndarray,
     arrays = [np.asarray(s, np.float64) for s in samples]
     n = len(arrays[0])
     if any(len(a) != n for a in arrays):
-        raise ValueError("paired samples must have the same length")
+        raise ParameterError("paired samples must have the same length")
     if n < 2:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
