@@ -58,11 +58,11 @@ def roundtrip(a: np.ndarray, *, codec: str = "libx265", crf: int = 28, bits: int
     if codec not in CODECS or bits not in PIXEL_FORMATS or (codec == "libx264" and bits > 10):
         raise ValueError(f"{codec} at {bits} bits is not supported: use libx264 with 8 or 10 "
                          "bits, or libx265 with 8, 10 or 12")
+    a = np.asarray(a)
+    if a.ndim < 2 or a.size == 0:  # checked first: bad input is bad with or without ffmpeg
+        raise ValueError(f"need planes to code as frames, got shape {a.shape}")
     if not available(codec):
         raise RuntimeError(f"ffmpeg with {codec} not found on PATH (e.g. apt install ffmpeg)")
-    a = np.asarray(a)
-    if a.ndim < 2 or a.size == 0:
-        raise ValueError(f"need planes to code as frames, got shape {a.shape}")
     planes = a.reshape(-1, *a.shape[-2:]).astype(np.float64)
     lo, hi = float(planes.min()), float(planes.max())
     top = 2**bits - 1
