@@ -523,7 +523,20 @@ def _write_zarr(arr: xarray.DataArray, tmp: str, path: str, scheduler, progress)
     write = ds.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=False, compute=False)
     bar = _progress_bar(progress, f"writing {path}", 1)
     with bar or contextlib.nullcontext():
-        dask.compute(write, scheduler=scheduler)
+        if scheduler in ("threads", "threading"):
+            # a pool of our own: when a chunk fails, dask raises while other threads still
+            # write chunks; they must finish (or be cancelled) before the temporary is removed,
+            # else they recreate it after the cleanup
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+                try:
+                    dask.compute(write, scheduler=scheduler, pool=pool)
+                except BaseException:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
+        else:
+            dask.compute(write, scheduler=scheduler)
         if bar:
             bar.advance(bar.task_ids[0])
 
