@@ -222,9 +222,13 @@ def encode_chunk(
         lo, hi = 0, tables.nbins - 1
     else:
         y = cam.forward(a) / q
-        if np.abs(y).max(initial=0) >= _FLOAT_K_LIMIT:
+        largest = float(np.abs(y).max(initial=0))
+        if largest >= _FLOAT_K_LIMIT:
             raise UnsupportedDataError(
-                f"float32 values too large for q={q}: increase q or rescale the data"
+                f"float32 values too large for q={q:g} with this camera: they span "
+                f"{largest:.3g} steps of q from the transform's zero (the limit is 2**29); use "
+                f"q >= {largest * q / _FLOAT_K_LIMIT * 1.01:.3g}, or check the camera's gain "
+                "and offset against the data's units"
             )
         k = np.rint(y).astype(np.int32)
         escapes = float_exact_pixels(a, k, cam, q)
