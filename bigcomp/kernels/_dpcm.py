@@ -66,6 +66,7 @@ def _make(encode):
         n_planes, n_rows, n_cols = out.shape
         n_stacks = n_planes // nz
         half = np.int64(1) << (FRACTION_BITS - 1)
+        max_code = np.int64(0xFFFFFFFF)  # zigzag(m) + 1 must fit a uint32 symbol
         step = np.int64(1) << FRACTION_BITS
         plane_size = n_rows * n_cols
         n_table = table.size
@@ -128,7 +129,10 @@ def _make(encode):
                             cand = _nearest(pred + m * step, table, coarse, cshift)
                             if not encode:
                                 xr = cand
-                            elif abs(table[cand] - v) <= half - 1:  # exact despite rounding
+                            elif abs(table[cand] - v) <= half - 1 and (
+                                    (m << 1) ^ (m >> 63)) < max_code:
+                                # exact despite rounding, and its code fits uint32 (a fitted
+                                # predictor can extrapolate far off the table at tiny q: escape)
                                 code = np.uint32(((m << 1) ^ (m >> 63)) + 1)
                                 xr = cand
                                 break
