@@ -27,7 +27,7 @@ from .kernels._lookup import lookup
 from .kernels._numba import cores_free, use_parallel
 from .kernels._predict import predict_decode, predict_encode
 from .kernels._scratch import scratch
-from .limits import check_chunk_size
+from .limits import check_chunk_size, decode_bytes_per_pixel
 from .noise import CameraModel, quantisation_tables
 from .predictors import Taps, choose_predictor
 
@@ -140,7 +140,8 @@ def _check_data(a: np.ndarray, q: float, order: str) -> None:
             raise UnsupportedDataError("order='pq' supports uint8/uint16; use order='qp' for float32")
     if any(s >= 1 << 32 for s in a.shape) or a.ndim > 32:
         raise UnsupportedDataError(f"chunk shape {a.shape} is too large for one chunk")
-    check_chunk_size(a.size, a.dtype.itemsize, a.shape, encoding=True)
+    check_chunk_size(a.size, decode_bytes_per_pixel(a.dtype, "wnl" if q else "lossless", order),
+                     a.shape, encoding=True)
 
 
 def error_bound(q: float, camera: CameraModel | None, dtype, order: str = "qp") -> float:
@@ -369,7 +370,7 @@ def decoding_parameters(header) -> tuple[CameraModel | None, int, int]:
             raise CorruptChunkError(f"corrupt bigcomp chunk header: {exc}") from exc
         if not (np.isfinite(header.q) and header.q > 0):
             raise CorruptChunkError(f"corrupt bigcomp chunk header: q = {header.q}")
-    if header.mode == "lossless":
+    if header.mode == "lossless" or header.order == "pq":  # pq needs no bins
         return cam, 0, int(np.iinfo(dtype).max)
     if dtype.kind == "u":
         return cam, 0, quantisation_tables(cam, header.q, dtype.name).nbins - 1
@@ -447,9 +448,9 @@ def decode_chunk(buf, out: np.ndarray | None = None, *, expect: dict | None = No
         elif header.coder == "rice":
             symbols = _rice.decode_rice(payload, n + n_offsets, parallel=parallel)
         else:
-            symbols = _coders.decode_max(payload, n + n_offsets, max(1, shape3[2]),
-                                         parallel=parallel,
-                                         out=scratch("residuals", n + n_offsets, np.uint32))
+            symbols = _coders.decode_max(  # scratch taken once the payload checks out
+                payload, n + n_offsets, max(1, shape3[2]), parallel=parallel,
+                out=lambda size: scratch("residuals", size, np.uint32))
     except ValueError as exc:
         raise CorruptChunkError(f"corrupt bigcomp chunk: {exc}") from exc
     cam, lo, hi = decoding_parameters(header)

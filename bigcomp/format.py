@@ -63,7 +63,7 @@ import numpy as np
 from crc32c import crc32c
 
 from .errors import CorruptChunkError, FormatVersionError, UnsupportedDataError
-from .limits import check_chunk_size
+from .limits import check_chunk_size, decode_bytes_per_pixel
 from .predictors import Taps
 
 __all__ = ["CODER_VERSION", "FORMAT_VERSION", "MAGIC", "ChunkHeader", "pack_chunk", "unpack_chunk"]
@@ -305,7 +305,8 @@ def unpack_chunk(buf) -> tuple[ChunkHeader, memoryview, np.ndarray]:
             "corrupt bigcomp chunk: checksum mismatch (bit flip on disk or in transfer); "
             "restore the chunk from a backup or re-compress the source"
         )
-    check_chunk_size(n, dtype.itemsize, shape)  # after the checksum: damage is not a size
+    # after the checksum: damage is not a size
+    check_chunk_size(n, decode_bytes_per_pixel(dtype, mode_s, order_s), shape)
     n_symbols = n + (n_escapes if offsets else 0)
     if n_symbols > max_symbols(coder_s, n_payload):
         raise CorruptChunkError(

@@ -2,13 +2,14 @@
 
 A chunk's header states its shape; a few hundred bytes can claim terabytes (a constant chunk
 is legitimately 5 bytes of payload whatever its size). Before anything is allocated the decoder
-checks the decoded size against a per-chunk limit, which the encoder respects too (so every
-chunk bigcomp writes can be read back with the same limit).
+checks the memory decoding will take -- the decoded array plus the codec's intermediates,
+:func:`decode_bytes_per_pixel` per pixel -- against a per-chunk limit, which the encoder
+respects too (so every chunk bigcomp writes can be read back with the same limit).
 
 The limit is, in order: the value set with :func:`set_max_chunk_bytes` (or inside
 :func:`max_chunk_bytes_set`), the environment variable ``BIGCOMP_MAX_CHUNK_BYTES`` (bytes; set
-it on dask workers too), or :data:`DEFAULT_MAX_CHUNK_BYTES` (1 GiB: 500x bigcomp's default
-2 MiB chunk; decoding one takes about 5x its size in working memory).
+it on dask workers too), or :data:`DEFAULT_MAX_CHUNK_BYTES` (1 GiB of working memory: a
+uint16 chunk of up to 150 Mpixels, 75x bigcomp's default 16 x 256 x 256 chunk).
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ import contextlib
 import os
 from collections.abc import Iterator
 
+import numpy as np
+
 from .errors import ChunkTooLargeError, ParameterError
 
 __all__ = [
     "DEFAULT_MAX_CHUNK_BYTES",
     "check_chunk_size",
+    "decode_bytes_per_pixel",
     "max_chunk_bytes",
     "max_chunk_bytes_set",
     "set_max_chunk_bytes",
@@ -71,19 +75,39 @@ def max_chunk_bytes_set(nbytes: int | None) -> Iterator[None]:
         _override = old
 
 
-def check_chunk_size(n_values: int, itemsize: int, shape, *, encoding: bool = False) -> None:
-    """Raise :class:`ChunkTooLargeError` if ``n_values`` items exceed the per-chunk limit."""
+def decode_bytes_per_pixel(dtype, mode: str, order: str) -> int:
+    """Peak memory per pixel of decoding a chunk, output included (an upper estimate).
+
+    Lossless: the output and a uint32 residual (+ a token byte, ``max``); WNL ``qp``: also the
+    bin indices; float32: int32 steps and float64 temporaries of the inverse transform; ``pq``:
+    up to two uint32 symbols, int64 escape slots and reconstructions, int32 values.
+    """
+    itemsize = np.dtype(dtype).itemsize
+    if mode == "lossless":
+        return itemsize + 5
+    if order == "pq":
+        return 36 + itemsize
+    if np.dtype(dtype).kind == "f":
+        return 40
+    return 2 * itemsize + 5
+
+
+def check_chunk_size(n_values: int, bytes_per_pixel: int, shape, *,
+                     encoding: bool = False) -> None:
+    """Raise :class:`ChunkTooLargeError` if ``n_values`` pixels at ``bytes_per_pixel`` of
+    working memory each exceed the per-chunk limit."""
     limit = max_chunk_bytes()
-    nbytes = n_values * itemsize
+    nbytes = n_values * bytes_per_pixel
     if nbytes <= limit:
         return
-    what = ("this chunk is" if encoding else
-            "the chunk's header claims a chunk that decodes to")
+    what = ("encoding this chunk makes one that takes" if encoding else
+            "the chunk's header claims a chunk that takes")
     advice = ("use smaller chunks (e.g. chunks=(16, 256, 256))" if encoding else
               "if you trust this data, raise the limit; otherwise the chunk is damaged or "
               "hostile")
     raise ChunkTooLargeError(
-        f"{what} {nbytes / 2**30:.3g} GiB (shape {tuple(shape)}), above the limit of "
+        f"{what} {nbytes / 2**30:.3g} GiB of memory to decode (shape {tuple(shape)}), above "
+        f"the limit of "
         f"{limit / 2**30:.3g} GiB per chunk: {advice} (bigcomp.set_max_chunk_bytes(n) or the "
         f"environment variable {ENV}=n)"
     )

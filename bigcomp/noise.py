@@ -183,6 +183,9 @@ def quantisation_tables(camera: CameraModel, q: float, dtype: str) -> Quantisati
     values = np.arange(np.iinfo(dt).max + 1, dtype=np.float64)
     y = camera.forward(values)
     half = q / 2.0
+    if np.diff(y).min() > half:  # every integer its own bin (what the loop below gives, fast)
+        ident = np.arange(y.size)
+        return _frozen(ident.astype(np.uint32), ident.astype(dt), 0.0)
     starts, recs = [], []
     a = 0
     n = y.size
@@ -199,6 +202,10 @@ def quantisation_tables(camera: CameraModel, q: float, dtype: str) -> Quantisati
     max_error = float(err.max())
     if max_error > half * (1 + 1e-12):  # the construction guarantees it; a bug otherwise
         raise AssertionError(f"quantisation table violates its bound: {max_error} > {half}")
+    return _frozen(bins, rec, max_error)
+
+
+def _frozen(bins: np.ndarray, rec: np.ndarray, max_error: float) -> QuantisationTables:
     bins.setflags(write=False)
     rec.setflags(write=False)
     return QuantisationTables(bin=bins, rec=rec, max_error=max_error)

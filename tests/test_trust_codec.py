@@ -146,24 +146,26 @@ def _claim_shape(chunk: bytes, shape: tuple[int, ...]) -> bytes:
 
 
 def test_constant_chunk_cannot_claim_gigabytes():
-    """A 105-byte constant max chunk claiming 2**31 x 8 x 8 pixels (256 GiB) is refused before
-    anything is allocated."""
+    """A 105-byte constant max chunk claiming 2**31 x 8 x 8 pixels (256 GiB of uint16, 896 GiB
+    to decode) is refused before anything is allocated."""
     chunk = encode_chunk(np.zeros((4, 8, 8), np.uint16), coder="max")
     assert len(chunk) < 140
-    with pytest.raises(ChunkTooLargeError, match=r"256 GiB.*set_max_chunk_bytes"):
+    with pytest.raises(ChunkTooLargeError, match=r"896 GiB of memory.*set_max_chunk_bytes"):
         decode_chunk(_claim_shape(chunk, (1 << 31, 8, 8)))
 
 
 def test_size_limit_is_configurable():
     chunk = encode_chunk(np.zeros((4, 64, 64), np.uint16), coder="max")
-    big = _claim_shape(chunk, (512, 1024, 1024))  # 1 GiB of uint16 = the default limit
+    big = _claim_shape(chunk, (64, 1024, 1024))  # 128 MiB of uint16, 448 MiB to decode
     assert max_chunk_bytes() == DEFAULT_MAX_CHUNK_BYTES
     with max_chunk_bytes_set(1 << 20):
         with pytest.raises(ChunkTooLargeError):
             decode_chunk(_claim_shape(chunk, (8, 512, 512)))
         with pytest.raises(ChunkTooLargeError, match="smaller chunks"):
             encode_chunk(np.zeros((5, 512, 512), np.uint8))
-    assert unpack_chunk(big)[0].shape == (512, 1024, 1024)
+    assert unpack_chunk(big)[0].shape == (64, 1024, 1024)
+    with pytest.raises(ChunkTooLargeError, match="3.5 GiB of memory"):
+        unpack_chunk(_claim_shape(chunk, (512, 1024, 1024)))  # 1 GiB of uint16
 
 
 def test_env_limit(monkeypatch):
@@ -181,7 +183,7 @@ def test_payload_too_short_for_its_pixels_is_corrupt(coder):
     can hold is refused without decoding (a 136-byte rice chunk asked for 8 GiB)."""
     chunk = encode_chunk(np.zeros((4, 8, 8), np.uint16), coder=coder)
     with pytest.raises(CorruptChunkError, match="more than a"):
-        decode_chunk(_claim_shape(chunk, (4096, 256, 256)))
+        decode_chunk(_claim_shape(chunk, (1024, 256, 256)))
 
 
 def test_scratch_does_not_keep_huge_buffers():

@@ -422,8 +422,9 @@ def decode_max(
         Number of symbols that were encoded.
     row_length : int
         The ``row_length`` given to :func:`encode_max`.
-    out : numpy.ndarray, optional
-        1-D ``uint32`` array of length ``n`` to decode into.
+    out : numpy.ndarray or callable, optional
+        1-D ``uint32`` array of length ``n`` to decode into, or a function of ``n`` returning
+        one (called once the payload has been checked).
 
     Returns
     -------
@@ -444,7 +445,8 @@ def decode_max(
             raise _corrupt("nonempty payload for n=0")
         return np.empty(0, np.uint32)
     lay = parse_max(buf, n, rl)
-    out = np.empty(n, np.uint32) if out is None else out
+    # allocated only now that the payload's sizes are consistent with n
+    out = np.empty(n, np.uint32) if out is None else out(n) if callable(out) else out
     if lay.constant is not None:
         out[...] = lay.constant
         return out
