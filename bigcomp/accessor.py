@@ -1,6 +1,8 @@
 """``DataArray.bigcomp``: a thin xarray accessor over :mod:`bigcomp.pipeline`.
 
-Registered when ``import bigcomp`` runs::
+Registered by ``import bigcomp`` as soon as xarray is imported, before or after bigcomp
+(:mod:`bigcomp._imports`: bigcomp itself does not import xarray); ``import bigcomp.accessor``
+registers it explicitly::
 
     da.bigcomp.compress("out.zarr", q=1.0)       # -> CompressResult
     da.bigcomp.estimate_noise()                  # -> CameraModel

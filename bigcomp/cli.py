@@ -85,6 +85,38 @@ def version() -> None:
     typer.echo(__version__)
 
 
+@app.command()
+def warmup(
+    dtype: Annotated[
+        list[str] | None,
+        typer.Option(help="Data type to prepare for (repeat it; default uint8, uint16, float32)."),
+    ] = None,
+    coder: Annotated[
+        list[str] | None,
+        typer.Option(help="Coder to prepare for (repeat it; default fast, max, rice)."),
+    ] = None,
+) -> None:
+    """Compile the kernels into the on-disk cache, once per machine or image.
+
+    Every later process (CLI call, notebook, dask worker) then loads them in about a second
+    instead of compiling them. The cache is per user (BIGCOMP_CACHE_DIR overrides it).
+    """
+    from ._warmup import warmup as run_warmup
+    from .errors import ParameterError
+
+    kwargs = {k: v for k, v in (("dtypes", dtype), ("coders", coder)) if v}
+    try:
+        report = run_warmup(**kwargs)
+    except ParameterError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(str(report))
+    if not report.writable:
+        typer.echo("error: nothing was saved: the kernel cache is off (BIGCOMP_NUMBA_CACHE=0) "
+                   "or not writable (set BIGCOMP_CACHE_DIR to a writable folder)", err=True)
+        raise typer.Exit(1)
+
+
 # --------------------------------------------------------------------------- whole experiments
 def _warn_to_console(console, caught) -> None:
     from rich.markup import escape

@@ -74,7 +74,7 @@ import numpy as np
 from numba import prange
 
 from . import _rans as R
-from ._numba import jit, pjit, use_parallel
+from ._numba import jit, pjit, readonly, use_parallel
 from ._scratch import scratch
 
 __all__ = ["decode_fast", "decode_max", "encode_fast", "encode_max", "unzigzag", "zigzag"]
@@ -300,7 +300,7 @@ def fast_layout(payload, n: int) -> tuple[np.ndarray, np.ndarray]:
     nwords = int(widths.sum(dtype=np.int64))
     if buf.size != head + 4 * nwords:
         raise _corrupt(f"fast payload has {buf.size} bytes, expected {head + 4 * nwords} for n={n}")
-    return widths, _aligned(buf[head:].view(np.uint32))
+    return readonly(widths), readonly(_aligned(buf[head:].view(np.uint32)))
 
 
 def decode_fast(
@@ -505,11 +505,11 @@ def parse_max(buf: np.ndarray, n: int, rl: int) -> MaxLayout:
         raise _corrupt("size mismatch")
     if (rcnt > n + 2 * R.NLANES).any() or (ecnt > n).any():
         raise _corrupt("bad segment sizes")
-    rw = _aligned(buf[pos : pos + 2 * nr].view(np.uint16))
+    rw = readonly(_aligned(buf[pos : pos + 2 * nr].view(np.uint16)))
     if buf[pos + 2 * nr : pos + 2 * nr + rpad].any():
         raise _corrupt("nonzero padding")
     pos += 2 * nr + rpad
-    ew = _aligned(buf[pos : pos + 4 * ne].view(np.uint32))
+    ew = readonly(_aligned(buf[pos : pos + 4 * ne].view(np.uint32)))
     rofs = np.concatenate([[0], np.cumsum(rcnt)[:-1]]).astype(np.int64)
     eofs = np.concatenate([[0], np.cumsum(ecnt)[:-1]]).astype(np.int64)
     lut = np.empty(freqs.shape[0] * R.PSCALE, np.uint8)

@@ -146,6 +146,9 @@ def _make(encode):
                         yrec[p, y, x] = table[xr]
             n_exc[s] = n_e
 
+    # its own name per variant: the on-disk cache files kernels by name (closing over a plain
+    # bool keeps it cacheable: the cache key hashes the closure's values)
+    kernel.__qualname__ = kernel.__name__ = "dpcm_encode_kernel" if encode else "dpcm_decode_kernel"
     return pjit(kernel)
 
 

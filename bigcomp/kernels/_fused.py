@@ -27,7 +27,7 @@ from ._coders import (
     _widths_range,
     fast_layout,
 )
-from ._numba import jit, pjit
+from ._numba import jit, pjit, readonly
 from ._predict import decode_rows, encode_rows, with_accumulator
 from ._scratch import scratch
 
@@ -99,7 +99,7 @@ def encode_fast_fused(k, nz, intra, inter, lo, hi, *, orient=False, parallel=Tru
     widths = np.empty(nblk, np.uint8)
     group_words = np.empty(n_groups, np.int64)
     (_fused_p if parallel else _fused_s)(
-        k, nz, intra[0], intra[1], intra[2], inter[0], inter[1], inter[2], lo, hi, bool(orient),
+        readonly(k), nz, intra[0], intra[1], intra[2], inter[0], inter[1], inter[2], lo, hi, bool(orient),
         rows_per_group, n_workers, widths, offs, words, group_words,
     )
     group_start = np.zeros(n_groups, np.int64)

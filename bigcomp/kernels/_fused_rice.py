@@ -13,7 +13,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from ._numba import jit, pjit
+from ._numba import jit, pjit, readonly
 from ._predict import decode_rows, encode_rows, predict_decode, predict_encode, with_accumulator
 from ._rice import (
     assemble,
@@ -82,7 +82,7 @@ def encode_rice_fused(k, nz, intra, inter, lo, hi, *, orient=False, parallel=Tru
     words = scratch("rice_words", n_groups * gmax, np.uint32)
     group_words = np.empty(n_groups, np.int64)
     (_fused_p if parallel else _fused_s)(
-        k, nz, intra[0], intra[1], intra[2], inter[0], inter[1], inter[2], lo, hi, bool(orient),
+        readonly(k), nz, intra[0], intra[1], intra[2], inter[0], inter[1], inter[2], lo, hi, bool(orient),
         group_rows, groups_per_item, n_workers, gmax, words, group_words,
     )
     return assemble(s, words, gmax, group_words, parallel=parallel)

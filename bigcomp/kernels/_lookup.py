@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._numba import pjit
+from ._numba import pjit, readonly
 
 __all__ = ["lookup"]
 
@@ -31,7 +31,7 @@ def lookup(
 
     ``values`` must only hold valid indices of ``table`` (the caller checks decoded data).
     """
-    flat = np.ascontiguousarray(values).reshape(-1)
+    flat = readonly(np.ascontiguousarray(values).reshape(-1))
     out = np.empty(flat.size, dtype) if out is None else out.reshape(-1)
-    (_lookup_par if parallel else _lookup_ser)(flat, table, out)
+    (_lookup_par if parallel else _lookup_ser)(flat, readonly(table), out)
     return out.reshape(values.shape)

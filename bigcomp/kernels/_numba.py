@@ -4,36 +4,83 @@
 threading layer (dask's threaded scheduler!): they would run serially at best or abort. Callers
 use :func:`use_parallel` to pick the parallel or the serial compilation of a kernel, the way
 numbagg does.
+
+Every kernel is cached on disk (:mod:`bigcomp.kernels._cache`), so only the first process on a
+machine compiles it. numba cannot cache a kernel that takes a compiled function as an argument
+or that closes over one: such variants are explicit specialisations (:func:`specialise`).
 """
 
 from __future__ import annotations
 
 import os
 import threading
-import warnings
+import types
 
 import numba
 
-__all__ = ["cores_free", "jit", "pjit", "use_parallel"]
+from ._cache import KernelCache, cache_enabled
 
-_CACHE = os.environ.get("BIGCOMP_NUMBA_CACHE", "0") == "1"
-if _CACHE:
-    warnings.warn(
-        "BIGCOMP_NUMBA_CACHE=1: compiled kernels are cached on disk", RuntimeWarning, stacklevel=1
-    )
+__all__ = ["cores_free", "dispatchers", "jit", "parallel_twins", "pjit", "readonly", "specialise",
+           "use_parallel"]
+
+_DISPATCHERS: list = []  # every kernel compiled through jit/pjit (warmup, cache checks)
+_TWINS: list = []  # (parallel, serial) pairs of pjit
+
+
+def _compile(func, variant: str, **options):
+    disp = numba.njit(nogil=True, **options)(func)
+    if cache_enabled():
+        disp._cache = KernelCache(func, variant)  # what Dispatcher.enable_caching does
+    _DISPATCHERS.append(disp)
+    return disp
 
 
 def jit(func):
-    """Serial nopython kernel that releases the GIL."""
-    return numba.njit(nogil=True, cache=_CACHE)(func)
+    """Serial nopython kernel that releases the GIL (cached on disk)."""
+    return _compile(func, "")
 
 
 def pjit(func):
     """Return ``(parallel, serial)`` compilations of a kernel using ``numba.prange``."""
-    return (
-        numba.njit(nogil=True, parallel=True, cache=_CACHE)(func),
-        numba.njit(nogil=True, parallel=False, cache=_CACHE)(func),
-    )
+    pair = (_compile(func, "p", parallel=True), _compile(func, "s", parallel=False))
+    _TWINS.append(pair)
+    return pair
+
+
+def specialise(func, name: str, **constants):
+    """A copy of the plain function ``func`` named ``name`` whose globals ``constants`` take the
+    given values. numba freezes globals at compile time, so each copy compiles to its own
+    kernel, cacheable where passing the same values as arguments (compiled functions) is not.
+    Call it after everything ``func`` refers to is defined (the globals are a snapshot).
+    """
+    namespace = dict(func.__globals__, **constants)
+    copy = types.FunctionType(func.__code__, namespace, name, func.__defaults__, func.__closure__)
+    copy.__qualname__ = name
+    copy.__module__ = func.__module__
+    copy.__doc__ = func.__doc__
+    return copy
+
+
+def readonly(a):
+    """``a`` or a read-only view of it. numba compiles a kernel once per argument type, and a
+    read-only array (a chunk from ``bytes``, a read-only memmap) is another type than a
+    writable one: the kernels' wrappers pass arrays they only read as read-only views, so one
+    compilation serves both (half the compile time and cache entries)."""
+    if not a.flags.writeable:
+        return a
+    view = a.view()
+    view.flags.writeable = False
+    return view
+
+
+def dispatchers() -> list:
+    """Every CPU kernel dispatcher of bigcomp (defined by the modules imported so far)."""
+    return list(_DISPATCHERS)
+
+
+def parallel_twins() -> list:
+    """The ``(parallel, serial)`` dispatcher pairs of :func:`pjit`."""
+    return list(_TWINS)
 
 
 def use_parallel() -> bool:

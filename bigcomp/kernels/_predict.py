@@ -25,7 +25,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from ._numba import jit, pjit
+from ._numba import jit, pjit, readonly, specialise
 
 __all__ = ["predict_decode", "predict_encode"]
 
@@ -80,7 +80,7 @@ def _flip_mask(shift, orient):
 @numba.njit(nogil=True, inline="always")
 def _plain(z, a, left):
     """Residual of zig-zag code ``z`` (``a`` and ``left`` unused: :func:`_oriented`'s
-    signature, so that either can be passed to the chain loops)."""
+    signature, so that either can serve the chain loops)."""
     return (z >> 1) ^ -(z & 1)
 
 
@@ -274,29 +274,34 @@ def _decode_row(res, k, p, y, has_prev, taps, coefs, shift, sel, lo, hi, orient,
             n_bad += v < lo or v > hi
             cur[x] = v
     elif on:  # the chain compiled twice, so that plain residuals pay nothing for the flip
-        n_bad += _west_chain(acc, res, cur, x0, x1, c1, c2, c3, shift, lo, hi, left, _oriented)
+        n_bad += _west_chain_oriented(acc, res, cur, x0, x1, c1, c2, c3, shift, lo, hi, left)
     else:
-        n_bad += _west_chain(acc, res, cur, x0, x1, c1, c2, c3, shift, lo, hi, left, _plain)
+        n_bad += _west_chain_plain(acc, res, cur, x0, x1, c1, c2, c3, shift, lo, hi, left)
     return n_bad + _decode_border(res, k, p, y, x1, n_cols, has_prev, lo, hi)
 
 
-@jit
-def _west_chain(acc, res, cur, x0, x1, c1, c2, c3, shift, lo, hi, left, residual):
+def _west_chain(acc, res, cur, x0, x1, c1, c2, c3, shift, lo, hi, left):
     """Decode ``x0 <= x < x1`` of row ``cur`` (west taps -1..-3 only, values in registers);
-    ``residual``: :func:`_plain` or :func:`_oriented`. Returns the number out of range."""
+    ``_residual``: :func:`_plain` or :func:`_oriented` (one specialisation each, below).
+    Returns the number out of range."""
     n_bad = 0
     w1 = np.int64(cur[x0 - 1]) if x0 >= 1 else np.int64(0)
     w2 = np.int64(cur[x0 - 2]) if x0 >= 2 else np.int64(0)
     w3 = np.int64(cur[x0 - 3]) if x0 >= 3 else np.int64(0)
     for x in range(x0, x1):
         a = acc[x] + c1 * w1 + c2 * w2 + c3 * w3
-        v = min(max(a >> shift, lo), hi) + residual(np.int64(res[x]), a, left)
+        v = min(max(a >> shift, lo), hi) + _residual(np.int64(res[x]), a, left)  # noqa: F821
         n_bad += v < lo or v > hi
         cur[x] = v
         w3 = w2
         w2 = w1
         w1 = v
     return n_bad
+
+
+# a compiled function passed as an argument would make every caller uncacheable
+_west_chain_plain = jit(specialise(_west_chain, "_west_chain_plain", _residual=_plain))
+_west_chain_oriented = jit(specialise(_west_chain, "_west_chain_oriented", _residual=_oriented))
 
 
 @jit
@@ -317,18 +322,16 @@ def _decode_row_pair(ra, rb, k, pa, ya, pb, yb, taps, coefs, shift, sel, lo, hi,
     cura = k[pa, ya]
     curb = k[pb, yb]
     if on:
-        n_bad += _west_chain_pair(acca, accb, ra, rb, cura, curb, x0, x1, c1, c2, c3, shift, lo,
-                                  hi, left, _oriented)
+        n_bad += _west_chain_pair_oriented(acca, accb, ra, rb, cura, curb, x0, x1, c1, c2, c3,
+                                           shift, lo, hi, left)
     else:
-        n_bad += _west_chain_pair(acca, accb, ra, rb, cura, curb, x0, x1, c1, c2, c3, shift, lo,
-                                  hi, left, _plain)
+        n_bad += _west_chain_pair_plain(acca, accb, ra, rb, cura, curb, x0, x1, c1, c2, c3,
+                                        shift, lo, hi, left)
     n_bad += _decode_border(ra, k, pa, ya, x1, n_cols, True, lo, hi)
     return n_bad + _decode_border(rb, k, pb, yb, x1, n_cols, True, lo, hi)
 
 
-@jit
-def _west_chain_pair(acca, accb, ra, rb, cura, curb, x0, x1, c1, c2, c3, shift, lo, hi, left,
-                     residual):
+def _west_chain_pair(acca, accb, ra, rb, cura, curb, x0, x1, c1, c2, c3, shift, lo, hi, left):
     """:func:`_west_chain` of two independent rows, their chains alternating in one loop."""
     n_bad = 0
     wa1 = np.int64(cura[x0 - 1]) if x0 >= 1 else np.int64(0)
@@ -340,8 +343,8 @@ def _west_chain_pair(acca, accb, ra, rb, cura, curb, x0, x1, c1, c2, c3, shift, 
     for x in range(x0, x1):
         a = acca[x] + c1 * wa1 + c2 * wa2 + c3 * wa3
         b = accb[x] + c1 * wb1 + c2 * wb2 + c3 * wb3
-        va = min(max(a >> shift, lo), hi) + residual(np.int64(ra[x]), a, left)
-        vb = min(max(b >> shift, lo), hi) + residual(np.int64(rb[x]), b, left)
+        va = min(max(a >> shift, lo), hi) + _residual(np.int64(ra[x]), a, left)  # noqa: F821
+        vb = min(max(b >> shift, lo), hi) + _residual(np.int64(rb[x]), b, left)  # noqa: F821
         n_bad += (va < lo or va > hi) + (vb < lo or vb > hi)
         cura[x] = va
         curb[x] = vb
@@ -352,6 +355,12 @@ def _west_chain_pair(acca, accb, ra, rb, cura, curb, x0, x1, c1, c2, c3, shift, 
         wb2 = wb1
         wb1 = vb
     return n_bad
+
+
+_west_chain_pair_plain = jit(specialise(_west_chain_pair, "_west_chain_pair_plain",
+                                        _residual=_plain))
+_west_chain_pair_oriented = jit(specialise(_west_chain_pair, "_west_chain_pair_oriented",
+                                           _residual=_oriented))
 
 
 @jit
@@ -464,7 +473,7 @@ def predict_encode(k, nz, intra, inter, lo, hi, *, orient=False, parallel=True, 
     out = np.empty(k.size, np.uint32) if out is None else out
     intra, inter = with_accumulator(intra, inter, lo, hi)
     kernel = _encode_par if parallel else _encode_ser
-    kernel(k, nz, intra[0], intra[1], intra[2], inter[0], inter[1], inter[2], lo, hi,
+    kernel(readonly(k), nz, intra[0], intra[1], intra[2], inter[0], inter[1], inter[2], lo, hi,
            bool(orient), out)
     return out
 
