@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import FormatVersionError, ParameterError, UnsupportedDataError
+from .errors import FormatVersionError, IncompleteStoreError, ParameterError, UnsupportedDataError
 from .noise import CameraModel
 from .temporal_store import (
     SUPPORTED_DTYPES,
@@ -544,7 +544,9 @@ def open_temporal(path: str | os.PathLike, *, component: str = "data",
     Raises
     ------
     ParameterError
-        ``path`` is not a temporal store, it is incomplete, or ``component`` is unknown.
+        ``path`` is not a temporal store, or ``component`` is unknown.
+    IncompleteStoreError
+        The store is incomplete and ``allow_incomplete`` is false.
     """
     import dask.array as da
     from dask.base import tokenize
@@ -554,8 +556,9 @@ def open_temporal(path: str | os.PathLike, *, component: str = "data",
     path = os.fspath(path)
     meta = _read_meta(path)
     if not meta.get("complete") and not allow_incomplete:
-        raise ParameterError(f"{path} is incomplete (the compression was interrupted): run "
-                             "compress_temporal again, or pass allow_incomplete=True")
+        raise IncompleteStoreError(
+            f"{path} is incomplete (the compression was interrupted): run compress_temporal "
+            "again, or pass allow_incomplete=True")
     reader = _Reader(path, meta, component)
     name = f"bigcomp-temporal-{component}-" + tokenize(path, meta["uuid"])
     arr = da.from_array(reader, chunks=reader.chunks, name=name, asarray=False, fancy=False,
