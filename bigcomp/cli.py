@@ -15,8 +15,20 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"bigcomp {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _main() -> None:
+def _main(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print the bigcomp version and exit.")] = False,
+) -> None:
     """Noise-calibrated compression of microscopy and diffraction data."""
 
 
@@ -169,7 +181,7 @@ def compress(
     noise: Annotated[str, typer.Option(
         help="--temporal: per-pixel noise from 'mad', 'camera' or 'max' of both.")] = "max",
     inr: Annotated[bool, typer.Option(
-        "--inr", help="Neural mode (needs bigcomp[inr]): small networks fitted per tile for "
+        "--inr", help="Neural mode (needs bigcomp\\[inr]): small networks fitted per tile for "
         "100-2000x; visually faithful, not noise-exact.")] = False,
     target_ratio: Annotated[float | None, typer.Option(
         help="--inr: compression ratio to reach (default 500 without --target-psnr).")] = None,
