@@ -222,7 +222,8 @@ def encode_chunk(
         k = lookup(a, tables.bin, a.dtype, parallel=parallel, out=scratch("k", a.size, a.dtype))
         lo, hi = 0, tables.nbins - 1
     else:
-        y = cam.forward(a) / q
+        forward = cam.forward(a)
+        y = forward / q
         largest = float(np.abs(y).max(initial=0))
         if largest >= _FLOAT_K_LIMIT:
             raise UnsupportedDataError(
@@ -232,7 +233,7 @@ def encode_chunk(
                 "and offset against the data's units"
             )
         k = np.rint(y).astype(np.int32)
-        escapes = float_exact_pixels(a, k, cam, q)
+        escapes = float_exact_pixels(a, k, cam, q, forward=forward)
         lo, hi = -_FLOAT_K_LIMIT, _FLOAT_K_LIMIT
     k = k.reshape(shape3)
 
@@ -299,15 +300,16 @@ def encode_chunk(
     return pack_chunk(header, payload, escapes)
 
 
-def float_exact_pixels(a: np.ndarray, k: np.ndarray, camera: CameraModel, q: float
-                       ) -> np.ndarray:
+def float_exact_pixels(a: np.ndarray, k: np.ndarray, camera: CameraModel, q: float, *,
+                       forward: np.ndarray | None = None) -> np.ndarray:
     """Make float32 quantisation provably within ``q/2``: the pixels the decoder's float32
     reconstruction would put further away.
 
     The decoder writes ``float32(inverse(k q))``. Where the transform is steep, float32's
     spacing there (times the slope) is a sizeable part of ``q`` and the rounding can push a
     pixel past ``q/2``. Such a pixel gets ``k ± 1`` where that lands within the bound (``k`` is
-    changed in place), else it is stored exactly.
+    changed in place), else it is stored exactly. ``forward`` is ``camera.forward(a)`` where the
+    caller has it already.
 
     Returns
     -------
@@ -315,7 +317,7 @@ def float_exact_pixels(a: np.ndarray, k: np.ndarray, camera: CameraModel, q: flo
         Flat index and value of each exactly stored pixel (in index order; usually none).
     """
     flat_a, flat_k = a.reshape(-1), k.reshape(-1)
-    target = camera.forward(flat_a)
+    target = (camera.forward(flat_a) if forward is None else forward).reshape(-1)
     half = q / 2
     err = np.abs(camera.forward(camera.inverse(flat_k * q).astype(np.float32)) - target)
     miss = np.flatnonzero(err > half)
@@ -434,8 +436,6 @@ def decode_chunk(buf, out: np.ndarray | None = None, *, expect: dict | None = No
     nz = header.run
     n = math.prod(header.shape)
     n_offsets = header.escape_offsets  # coded after the pixels' symbols (version 4, pq)
-    if n_offsets > n:
-        raise CorruptChunkError(f"corrupt bigcomp chunk: {n_offsets} escapes in {n} pixels")
     dtype = header.dtype
     parallel = use_parallel() and n >= PARALLEL_MIN_SIZE and cores_free()
     # qp order + fast or rice coder: unpacking is fused with prediction (no symbol array)
