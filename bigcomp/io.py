@@ -33,6 +33,11 @@ _SUPPORTED = ("TIFF (.tif/.tiff, read with tifffile), HDF5 (.h5/.hdf5/.nxs, 'fil
               "zarr v2/v3 and OME-Zarr directories, or a numpy/dask/xarray array")
 
 
+def is_zarr_dir(path: str) -> bool:
+    """Whether directory ``path`` holds a zarr v2 or v3 group or array."""
+    return any(os.path.exists(os.path.join(path, f)) for f in _ZARR_FILES)
+
+
 def default_dims(ndim: int) -> tuple[str, ...]:
     """Axis names used when the source has none: ``yx``, ``zyx``, ``tzyx``, ``tczyx``.
 
@@ -200,7 +205,7 @@ def split_path(source: str | os.PathLike, dataset: str | None = None) -> tuple[s
 
 def _sniff(path: str) -> str:
     if os.path.isdir(path):
-        if any(os.path.exists(os.path.join(path, f)) for f in _ZARR_FILES):
+        if is_zarr_dir(path):
             return "zarr"
         raise UnsupportedDataError(
             f"{path} is a directory but not a zarr store (no zarr.json, .zgroup or .zarray); "
@@ -468,7 +473,7 @@ def write_decoded(arr: xarray.DataArray, path: str, *, scheduler="threads",
     if os.path.lexists(path) and not overwrite:
         raise StoreExistsError(f"{path} exists: pass overwrite=True (CLI: --overwrite) to "
                                "replace it, or choose another output path")
-    if os.path.isdir(path) and not os.path.islink(path) and not _is_zarr_dir(path):
+    if os.path.isdir(path) and not os.path.islink(path) and not is_zarr_dir(path):
         raise StoreExistsError(f"{path} is a directory but not a zarr store: refusing to "
                                "replace it; remove it yourself or choose another output path")
     tmp = f"{path}.partial-{uuid.uuid4().hex[:12]}"
@@ -479,10 +484,6 @@ def write_decoded(arr: xarray.DataArray, path: str, *, scheduler="threads",
     except BaseException:
         _remove(tmp)
         raise
-
-
-def _is_zarr_dir(path: str) -> bool:
-    return any(os.path.exists(os.path.join(path, f)) for f in _ZARR_FILES)
 
 
 def _remove(path: str) -> None:

@@ -57,6 +57,7 @@ from .errors import (  # the store's errors live with the others; imported here 
     StoreExistsError,
     StoreWriteError,
 )
+from .io import is_zarr_dir
 
 __all__ = [
     "DATA",
@@ -101,10 +102,6 @@ def read_metadata(path: str | os.PathLike) -> dict | None:
         return None
     block = doc.get("attributes", {}).get("bigcomp")
     return block if isinstance(block, dict) else None
-
-
-def _is_zarr(path: str) -> bool:
-    return any(os.path.exists(os.path.join(path, f)) for f in ("zarr.json", ".zgroup", ".zarray"))
 
 
 # ------------------------------------------------------------------------------ errors
@@ -296,7 +293,7 @@ def prepare(dest: str, job: dict, *, source: dict, overwrite: bool) -> str:
     if not os.path.exists(dest):
         return "new"
     if overwrite:
-        if os.path.isdir(dest) and (_is_zarr(dest) or not os.listdir(dest)):
+        if os.path.isdir(dest) and (is_zarr_dir(dest) or not os.listdir(dest)):
             with writing(dest, "run the command again"):
                 shutil.rmtree(dest)
             return "new"
