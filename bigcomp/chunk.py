@@ -25,10 +25,14 @@ from .kernels._fused import decode_fast_fused, encode_fast_fused
 from .kernels._fused_rice import decode_rice_fused, encode_rice_fused
 from .kernels._lookup import lookup
 from .kernels._numba import cores_free, use_parallel
+from .kernels._pixelmodel import dequantise_classes, quantise_classes
 from .kernels._predict import predict_decode, predict_encode
 from .kernels._scratch import scratch
 from .limits import check_chunk_size, decode_bytes_per_pixel
 from .noise import CameraModel, quantisation_tables
+from .pixelcamera import PixelCamera
+from .pixelmodel import NoiseMaps, build_model, parse_model
+from .pixelmodel import noise_maps as noise_maps_of
 from .predictors import Taps, choose_predictor
 
 __all__ = ["SUPPORTED_DTYPES", "decode_chunk", "encode_chunk", "error_bound"]
@@ -73,8 +77,9 @@ def validate_parameters(q: float, camera: CameraModel | None, order: str, coder:
             "camera=CameraModel(gain=..., offset=..., read_noise=...) "
             "(bigcomp.estimate_camera(data) estimates it from the data)"
         )
-    if camera is not None and not isinstance(camera, CameraModel):
-        raise ParameterError(f"camera must be a bigcomp.CameraModel, got {type(camera).__name__}")
+    if camera is not None and not isinstance(camera, (CameraModel, PixelCamera)):
+        raise ParameterError("camera must be a bigcomp.CameraModel or PixelCamera, got "
+                             f"{type(camera).__name__}")
     if order not in ORDERS:
         raise ParameterError(f"order must be one of {ORDERS}, got {order!r}")
     if coder not in CODERS:
@@ -153,6 +158,8 @@ def error_bound(q: float, camera: CameraModel | None, dtype, order: str = "qp") 
     """
     if q == 0:
         return 0.0
+    if isinstance(camera, PixelCamera):  # of each pixel's own transform (bigcomp.pixelmodel)
+        return q / 2
     dt = np.dtype(dtype)
     if dt.kind == "u" and order == "pq":
         return q / 2
@@ -168,6 +175,8 @@ def encode_chunk(
     camera: CameraModel | None = None,
     order: str = "qp",
     coder: str = "max",
+    noise_maps: NoiseMaps | None = None,
+    origin: tuple[int, int] = (0, 0),
 ) -> bytes:
     """Compress one array into a self-describing chunk.
 
@@ -178,20 +187,31 @@ def encode_chunk(
     q : float
         Quantisation step in noise-σ units; 0 means lossless. Every pixel comes back within
         :func:`error_bound` (≤ q/2) of the original in the stabilised domain.
-    camera : CameraModel, optional
-        Needed when ``q > 0``.
+    camera : CameraModel or PixelCamera, optional
+        Needed when ``q > 0``. A :class:`~bigcomp.pixelcamera.PixelCamera` (per-pixel maps of
+        the chunk's planes: rows and columns as the data's last two axes) keeps every pixel
+        within ``q/2`` of its own noise (uint8/uint16, ``order="qp"``).
     order : {"qp", "pq"}
         Quantise-then-predict (parallel) or predict-then-quantise (closed-loop DPCM).
     coder : {"fast", "max", "rice"}
         Bit-packed blocks of 32 (fastest), context-modelled rANS (smallest), or Golomb-Rice
         blocks of 64 (within ~10 % of ``max``, encoding about twice as fast).
+    noise_maps : NoiseMaps, optional
+        Per-pixel noise classes of the whole sensor (:func:`bigcomp.pixelmodel.noise_maps`),
+        kept once per array: the chunk refers to them (and its planes' ``origin``, row and
+        column on the sensor) instead of carrying its window of them, and decodes only with
+        them. Takes the place of ``camera``.
 
     Returns
     -------
     bytes
     """
     # normalise input
-    validate_parameters(q, camera, order, coder)
+    if noise_maps is not None and not isinstance(noise_maps, NoiseMaps):
+        raise ParameterError("noise_maps must be a bigcomp.pixelmodel.NoiseMaps, got "
+                             f"{type(noise_maps).__name__}")
+    validate_parameters(q, camera if noise_maps is None else camera or noise_maps.cameras[0],
+                        order, coder)
     if q == 0:  # nothing is quantised: both orders are the same integer prediction
         order = "qp"
     a = np.asarray(data)
@@ -200,6 +220,14 @@ def encode_chunk(
     a = _native(a)
     _check_data(a, q, order)
     q = float(q)
+    pixel_camera = camera if isinstance(camera, PixelCamera) and q > 0 else None
+    if pixel_camera is not None or (noise_maps is not None and q > 0):
+        _check_pixel_camera(a, order)
+        if pixel_camera is not None:
+            pixel_camera.check_frame(a.shape)
+            camera = pixel_camera.median_model()
+        elif camera is None:
+            camera = noise_maps.cameras[0]
     # one prediction run per stack: splitting into independently decodable runs would allow
     # parallel decoding of one chunk but costs ~1% per extra run (an intra-predicted plane is
     # ~35% larger in lossless mode); chunks decode in parallel under zarr/dask anyway
@@ -214,9 +242,20 @@ def encode_chunk(
 
     # quantise to integers k with known range [lo, hi]
     # (integer data keeps its dtype: bin indices fit, and lossless needs no copy at all)
+    model = None
     if lossless:
         k = a
         lo, hi = 0, int(np.iinfo(a.dtype).max)
+    elif pixel_camera is not None or noise_maps is not None:
+        if noise_maps is None:
+            model = build_model(noise_maps_of(pixel_camera, a.dtype), a, q, inline=True)
+        else:
+            model = build_model(noise_maps, a, q, origin=origin)
+        model_bytes = model.to_bytes()  # (a nested chunk: before the scratch buffers fill)
+        bins, _, _, base = model.tables(q, a.dtype)
+        k = quantise_classes(a, model.cls, model.offsets, bins, model.align, base,
+                             parallel=parallel)
+        lo, hi = model.index_range(q, a.dtype)
     elif a.dtype.kind == "u":
         tables = quantisation_tables(cam, q, a.dtype.name)
         k = lookup(a, tables.bin, a.dtype, parallel=parallel, out=scratch("k", a.size, a.dtype))
@@ -296,8 +335,22 @@ def encode_chunk(
         oriented=orient,
         escape_offsets=n_offsets,
         exact=escapes.size if escapes.dtype == EXACT_DTYPE else 0,
+        pixel_model=model_bytes if model is not None else b"",
     )
     return pack_chunk(header, payload, escapes)
+
+
+def _check_pixel_camera(a: np.ndarray, order: str) -> None:
+    """Raise where per-pixel maps cannot code ``a`` (they serve integer planes, qp order)."""
+    if a.dtype.kind != "u":
+        raise UnsupportedDataError(
+            "per-pixel camera maps (PixelCamera) code uint8/uint16 camera counts, not "
+            f"{a.dtype}: pass the camera's median model (camera.median_model()) for float data")
+    if order != "qp":
+        raise ParameterError("per-pixel camera maps (PixelCamera) need order='qp'")
+    if a.ndim < 2:
+        raise UnsupportedDataError(
+            f"per-pixel camera maps need data with rows and columns, got shape {a.shape}")
 
 
 def float_exact_pixels(a: np.ndarray, k: np.ndarray, camera: CameraModel, q: float, *,
@@ -404,8 +457,8 @@ def check_header(header: ChunkHeader, expect: dict) -> None:
         )
 
 
-def decode_chunk(buf, out: np.ndarray | None = None, *, expect: dict | None = None
-                 ) -> np.ndarray:
+def decode_chunk(buf, out: np.ndarray | None = None, *, expect: dict | None = None,
+                 noise_maps: NoiseMaps | None = None) -> np.ndarray:
     """Decompress a chunk made by :func:`encode_chunk`.
 
     Parameters
@@ -417,6 +470,8 @@ def decode_chunk(buf, out: np.ndarray | None = None, *, expect: dict | None = No
     expect : dict, optional
         Header fields the chunk must have (see :func:`check_header`), checked before anything
         is decoded: how the zarr codecs make sure a chunk belongs to its array.
+    noise_maps : NoiseMaps, optional
+        The per-pixel camera maps of the chunk's array, where its chunks refer to them.
 
     Raises
     ------
@@ -432,6 +487,9 @@ def decode_chunk(buf, out: np.ndarray | None = None, *, expect: dict | None = No
     header, payload, escapes = unpack_chunk(buf)
     if expect:
         check_header(header, expect)
+    # the nested maps chunk decodes through the same scratch buffers: before the payload
+    model = (parse_model(header.pixel_model, header.shape, header.dtype, header.q, noise_maps)
+             if header.pixel_model else None)
     shape3, _ = _as_3d(header.shape)
     nz = header.run
     n = math.prod(header.shape)
@@ -454,6 +512,8 @@ def decode_chunk(buf, out: np.ndarray | None = None, *, expect: dict | None = No
     except ValueError as exc:
         raise CorruptChunkError(f"corrupt bigcomp chunk: {exc}") from exc
     cam, lo, hi = decoding_parameters(header)
+    if model is not None:
+        lo, hi = model.index_range(header.q, dtype)
     intra, inter = header.intra.as_arrays(), header.inter.as_arrays()
 
     if n == 0:
@@ -474,7 +534,7 @@ def decode_chunk(buf, out: np.ndarray | None = None, *, expect: dict | None = No
     else:
         if intra[0].size == 0:
             raise CorruptChunkError("corrupt bigcomp chunk: no predictor taps")
-        k_dtype = dtype if dtype.kind == "u" else np.dtype(np.int32)
+        k_dtype = dtype if dtype.kind == "u" and model is None else np.dtype(np.int32)
         # lossless: k is the result; lossy: an intermediate, kept in scratch
         k_out = None if header.mode == "lossless" else scratch("k", n, k_dtype)
         try:
@@ -491,6 +551,13 @@ def decode_chunk(buf, out: np.ndarray | None = None, *, expect: dict | None = No
             raise CorruptChunkError(str(exc)) from exc
         if header.mode == "lossless":
             result = k
+        elif model is not None:
+            _, rec, nbins, _ = model.tables(header.q, dtype)
+            try:
+                result = dequantise_classes(k, model.cls, model.offsets, rec, nbins,
+                                            model.align, dtype, parallel=parallel)
+            except ValueError as exc:
+                raise CorruptChunkError(f"corrupt bigcomp chunk: {exc}") from exc
         elif dtype.kind == "u":
             rec = quantisation_tables(cam, header.q, dtype.name).rec
             result = lookup(k, rec, dtype, parallel=parallel)

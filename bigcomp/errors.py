@@ -13,6 +13,7 @@ __all__ = [
     "CorruptChunkError",
     "FormatVersionError",
     "IncompleteStoreError",
+    "MissingNoiseMapsError",
     "ParameterError",
     "SourceReadError",
     "StoreExistsError",
@@ -44,6 +45,11 @@ class FormatVersionError(BigcompError, ValueError):
 class ChunkMismatchError(CorruptChunkError):
     """A valid chunk that does not belong where it was read: its shape, dtype, mode or codec
     parameters differ from the array's metadata (a misplaced or substituted chunk)."""
+
+
+class MissingNoiseMapsError(BigcompError, ValueError):
+    """A chunk coded with per-pixel camera maps kept once per array was decoded without them
+    (decode it through its array, or pass the maps)."""
 
 
 class ChunkTooLargeError(BigcompError, ValueError):

@@ -69,7 +69,7 @@ from .predictors import Taps
 __all__ = ["CODER_VERSION", "FORMAT_VERSION", "MAGIC", "ChunkHeader", "pack_chunk", "unpack_chunk"]
 
 MAGIC = b"BGCP"
-FORMAT_VERSION = 5  # the newest version this bigcomp reads and writes
+FORMAT_VERSION = 6  # the newest version this bigcomp reads and writes
 CODER_VERSION = {"fast": 1, "max": 1, "rice": 2}  # the oldest version that has each coder
 ORIENTED_VERSION = 3  # quantise-then-predict residuals are oriented from this version on
 OFFSETS_VERSION = 4  # predict-then-quantise escapes are coded offsets from this version on
@@ -82,6 +82,9 @@ DTYPES = {np.dtype("uint8"): 1, np.dtype("uint16"): 2, np.dtype("float32"): 3}
 _FIXED = struct.Struct("<4sBBBBBBH")
 FLAGS_VERSION = 5  # the reserved field holds flags from this version on
 FLAG_ORIENTED = 1
+FLAG_PIXEL_MODEL = 1 << 1  # a per-pixel noise model section follows (version >= 6)
+PIXEL_MODEL_VERSION = 6
+_MODEL_LENGTH = struct.Struct("<Q")
 _PARAMS = struct.Struct("<dddd")
 _PRED = struct.Struct("<BBBB")
 _TAP = struct.Struct("<bbbxi")
@@ -113,6 +116,7 @@ class ChunkHeader:
     oriented: bool = False  # residual signs follow the prediction's rounding (version >= 3)
     escape_offsets: int = 0  # escapes coded as offsets after the pixels' symbols (version >= 4)
     exact: int = 0  # float32 pixels stored exactly as (index, value) pairs (version >= 5)
+    pixel_model: bytes = b""  # per-pixel noise classes and maps (version >= 6)
 
 
 def _pack_taps(taps: Taps) -> bytes:
@@ -140,7 +144,8 @@ def pack_chunk(header: ChunkHeader, payload: bytes, escapes: np.ndarray) -> byte
             CODERS[header.coder],
             DTYPES[dtype],
             len(header.shape),
-            FLAG_ORIENTED if header.oriented and version >= FLAGS_VERSION else 0,
+            (FLAG_ORIENTED if header.oriented and version >= FLAGS_VERSION else 0)
+            | (FLAG_PIXEL_MODEL if header.pixel_model else 0),
         ),
         struct.pack(f"<{len(header.shape)}I", *header.shape),
         _RUN.pack(header.run),
@@ -151,8 +156,10 @@ def pack_chunk(header: ChunkHeader, payload: bytes, escapes: np.ndarray) -> byte
         _pack_taps(header.intra),
         _pack_taps(header.inter),
         _LENGTHS.pack(len(payload), header.escape_offsets or escapes.size),
+        _MODEL_LENGTH.pack(len(header.pixel_model)) if header.pixel_model else b"",
         payload,
         np.ascontiguousarray(escapes, dtype=escape_dtype).tobytes() if escapes.size else b"",
+        header.pixel_model,
     ]
     body = b"".join(parts)
     return body + _CRC.pack(crc32c(body))
@@ -166,9 +173,14 @@ def chunk_version(header: ChunkHeader) -> int:
         raise ValueError("only predict-then-quantise chunks have escapes")
     if header.exact and (header.order != "qp" or np.dtype(header.dtype).kind != "f"):
         raise ValueError("only float32 quantise-then-predict chunks have exact pixels")
+    if header.pixel_model and (header.mode != "wnl" or header.order != "qp"
+                               or np.dtype(header.dtype).kind != "u"):
+        raise ValueError("only integer within-noise-level quantise-then-predict chunks have a "
+                         "per-pixel noise model")
     return max(CODER_VERSION[header.coder], ORIENTED_VERSION if header.oriented else 1,
                OFFSETS_VERSION if header.escape_offsets else 1,
-               EXACT_VERSION if header.exact else 1)
+               EXACT_VERSION if header.exact else 1,
+               PIXEL_MODEL_VERSION if header.pixel_model else 1)
 
 
 class _Reader:
@@ -251,7 +263,11 @@ def unpack_chunk(buf) -> tuple[ChunkHeader, memoryview, np.ndarray]:
         )
     if version < 1:
         raise CorruptChunkError(f"corrupt bigcomp chunk: format version {version}")
-    if flags & ~(FLAG_ORIENTED if version >= FLAGS_VERSION and order == ORDERS["qp"] else 0):
+    allowed = FLAG_ORIENTED if version >= FLAGS_VERSION and order == ORDERS["qp"] else 0
+    if (version >= PIXEL_MODEL_VERSION and order == ORDERS["qp"] and mode == MODES["wnl"]
+            and dtype_code in (DTYPES[np.dtype("uint8")], DTYPES[np.dtype("uint16")])):
+        allowed |= FLAG_PIXEL_MODEL
+    if flags & ~allowed:
         raise CorruptChunkError(f"corrupt bigcomp chunk: flags {flags:#x} in version {version}")
     try:
         mode_s, order_s, coder_s = _key(MODES, mode), _key(ORDERS, order), _key(CODERS, coder)
@@ -280,6 +296,10 @@ def unpack_chunk(buf) -> tuple[ChunkHeader, memoryview, np.ndarray]:
     intra = _unpack_taps(reader, n_intra, s_intra, "predictor taps", intra=True)
     inter = _unpack_taps(reader, n_inter, s_inter, "predictor taps", intra=False)
     n_payload, n_escapes = reader.unpack(_LENGTHS, "lengths")
+    (n_model,) = (reader.unpack(_MODEL_LENGTH, "lengths") if flags & FLAG_PIXEL_MODEL
+                  else (0,))
+    if flags & FLAG_PIXEL_MODEL and n_model == 0:
+        raise CorruptChunkError("corrupt bigcomp chunk: flagged noise model is empty")
     offsets = version >= OFFSETS_VERSION and order_s == "pq"
     exact = version >= EXACT_VERSION and dtype.kind == "f"
     if n_escapes and not (order_s == "pq" or exact):
@@ -290,7 +310,7 @@ def unpack_chunk(buf) -> tuple[ChunkHeader, memoryview, np.ndarray]:
         raise CorruptChunkError(f"corrupt bigcomp chunk: {n_escapes} escapes in {n} pixels")
     escape_dtype = EXACT_DTYPE if exact else dtype.newbyteorder("<")
     n_values = 0 if offsets else n_escapes  # escape entries stored after the payload
-    expected = reader.pos + n_payload + n_values * escape_dtype.itemsize + _CRC.size
+    expected = reader.pos + n_payload + n_values * escape_dtype.itemsize + n_model + _CRC.size
     if len(view) < expected:
         raise CorruptChunkError(
             f"truncated bigcomp chunk: {len(view)} bytes, its header announces {expected}; "
@@ -316,6 +336,7 @@ def unpack_chunk(buf) -> tuple[ChunkHeader, memoryview, np.ndarray]:
     payload = reader.take(n_payload, "payload")
     escapes = np.frombuffer(reader.take(n_values * escape_dtype.itemsize, "escapes"),
                             dtype=escape_dtype)
+    pixel_model = bytes(reader.take(n_model, "noise model"))
     if exact and n_values:
         index = escapes["index"]
         if index[-1] >= n or (np.diff(index.astype(np.int64)) <= 0).any() or not np.isfinite(
@@ -326,6 +347,7 @@ def unpack_chunk(buf) -> tuple[ChunkHeader, memoryview, np.ndarray]:
         run, oriented=bool(flags & FLAG_ORIENTED) if version >= FLAGS_VERSION else (
             version >= ORIENTED_VERSION and order_s == "qp"),
         escape_offsets=n_escapes if offsets else 0, exact=n_values if exact else 0,
+        pixel_model=pixel_model,
     )
     return header, payload, escapes
 

@@ -186,23 +186,32 @@ def quantisation_tables(camera: CameraModel, q: float, dtype: str) -> Quantisati
     if np.diff(y).min() > half:  # every integer its own bin (what the loop below gives, fast)
         ident = np.arange(y.size)
         return _frozen(ident.astype(np.uint32), ident.astype(dt), 0.0)
-    starts, recs = [], []
-    a = 0
-    n = y.size
-    while a < n:
-        r = int(np.searchsorted(y, y[a] + half, side="right")) - 1
-        b = int(np.searchsorted(y, y[r] + half, side="right")) - 1
-        starts.append(a)
-        recs.append(r)
-        a = b + 1
-    starts_arr = np.asarray(starts, dtype=np.int64)
-    rec = np.asarray(recs, dtype=dt)
-    bins = (np.searchsorted(starts_arr, np.arange(n), side="right") - 1).astype(np.uint32)
-    err = np.abs(y[rec[bins].astype(np.int64)] - y)
+    bins, rec_index = greedy_bins(y, half)
+    rec = rec_index.astype(dt)
+    err = np.abs(y[rec_index[bins]] - y)
     max_error = float(err.max())
     if max_error > half * (1 + 1e-12):  # the construction guarantees it; a bug otherwise
         raise AssertionError(f"quantisation table violates its bound: {max_error} > {half}")
     return _frozen(bins, rec, max_error)
+
+
+def greedy_bins(y: np.ndarray, half: float) -> tuple[np.ndarray, np.ndarray]:
+    """Widest bins of consecutive integers within ``half`` of their reconstruction.
+
+    ``y`` is the (increasing) transform of consecutive integers. Bins grow greedily from the
+    first: the reconstruction ``r`` of a bin starting at ``a`` is the last ``r`` with
+    ``y[r] - y[a] <= half``, the bin ends at the last ``b`` with ``y[b] - y[r] <= half``.
+
+    Returns
+    -------
+    bins : ndarray of uint32
+        Bin of each integer (dense: 0, 1, 2, ...).
+    rec : ndarray of int64
+        Position (in ``y``) of each bin's reconstruction.
+    """
+    from .kernels._bins import greedy  # (numba: imported when a table is first built)
+
+    return greedy(y, half)
 
 
 def _frozen(bins: np.ndarray, rec: np.ndarray, max_error: float) -> QuantisationTables:
