@@ -435,10 +435,11 @@ def decoding_parameters(header) -> tuple[CameraModel | None, int, int]:
 def check_header(header: ChunkHeader, expect: dict) -> None:
     """Raise :class:`ChunkMismatchError` where a chunk's header differs from what the array
     it was read for says (``expect``: any of ``shape``, ``dtype``, ``mode``, ``q``, ``gain``,
-    ``offset``, ``read_noise``, ``order``, ``coder``)."""
+    ``offset``, ``read_noise``, ``order``, ``coder``, ``per_pixel``)."""
     got = {"shape": tuple(header.shape), "dtype": np.dtype(header.dtype), "mode": header.mode,
            "q": header.q, "gain": header.gain, "offset": header.offset,
-           "read_noise": header.read_noise, "order": header.order, "coder": header.coder}
+           "read_noise": header.read_noise, "order": header.order, "coder": header.coder,
+           "per_pixel": bool(header.pixel_model)}
     if header.mode == "lossless":  # one integer prediction whatever the order
         got["order"] = "qp"
     wanted = {k: (tuple(v) if k == "shape" else np.dtype(v) if k == "dtype" else v)
@@ -447,7 +448,7 @@ def check_header(header: ChunkHeader, expect: dict) -> None:
     if unknown:
         raise ParameterError(f"cannot check chunk fields {sorted(unknown)}")
     diffs = [f"{k} {got[k]!r} (array: {v!r})" for k, v in wanted.items()
-             if got[k] != v and not (k in ("q", "gain", "offset", "read_noise")
+             if got[k] != v and not (k in ("q", "gain", "offset", "read_noise", "per_pixel")
                                      and got["mode"] == "lossless")]
     if diffs:
         raise ChunkMismatchError(

@@ -176,8 +176,13 @@ def encode_chunk_gpu(
     from .kernels import _cuda_fast, _cuda_lookup, _cuda_max, _cuda_predict, _cuda_rice
     from .noise import CameraModel
 
+    from .pixelcamera import PixelCamera
+
     # normalise input
     validate_parameters(q, camera, order, coder)
+    if isinstance(camera, PixelCamera) and q > 0:  # no GPU kernels: coded on the host
+        return encode_chunk(C.to_host(data) if _is_device(data) else np.asarray(data), q=q,
+                            camera=camera, order=order, coder=coder)
     if order == "pq":
         raise ParameterError(
             "order='pq' (closed-loop DPCM) is sequential along rows and has no GPU kernels: "
@@ -281,7 +286,7 @@ def _host_bytes(buf) -> memoryview | bytes:
     return buf
 
 
-def decode_chunk_gpu(buf, *, out=None, expect: dict | None = None):
+def decode_chunk_gpu(buf, *, out=None, expect: dict | None = None, noise_maps=None):
     """Decompress a chunk (written by the CPU or the GPU) into a device array.
 
     Parameters
@@ -292,6 +297,8 @@ def decode_chunk_gpu(buf, *, out=None, expect: dict | None = None):
         Where to write the result (any shape with the chunk's size and item size).
     expect : dict, optional
         Header fields the chunk must have (:func:`bigcomp.chunk.check_header`).
+    noise_maps : NoiseMaps, optional
+        The per-pixel camera maps its array keeps (:func:`bigcomp.decode_chunk`).
 
     Returns
     -------
@@ -307,8 +314,8 @@ def decode_chunk_gpu(buf, *, out=None, expect: dict | None = None):
 
     Notes
     -----
-    Chunks of the ``pq`` order have no GPU decoder: they are decoded on the CPU and copied to
-    the device.
+    Chunks of the ``pq`` order and chunks with per-pixel noise classes (format version 6)
+    have no GPU decoder: they are decoded on the CPU and copied to the device.
     """
     from .chunk import _as_3d, check_header, decode_chunk, decoding_parameters
     from .format import unpack_chunk
@@ -322,8 +329,8 @@ def decode_chunk_gpu(buf, *, out=None, expect: dict | None = None):
         check_header(header, expect)
     dtype = header.dtype
     n = math.prod(header.shape)
-    if n == 0 or (header.mode == "wnl" and header.order == "pq"):
-        result = C.to_device(decode_chunk(raw).reshape(-1))
+    if n == 0 or (header.mode == "wnl" and header.order == "pq") or header.pixel_model:
+        result = C.to_device(decode_chunk(raw, noise_maps=noise_maps).reshape(-1))
         return _deliver(result.reshape(header.shape) if n else result, header, out)
     shape3, _ = _as_3d(header.shape)
     nz = header.run
@@ -440,12 +447,15 @@ def dispatch_encode(array, *, device: str | None = None, **kw) -> bytes:
     """Encode on the GPU when ``array`` is a device array (or ``device="gpu"``), else on the CPU.
 
     Both paths write the same bytes. ``device="cpu"`` copies a device array to the host first.
-    ``order="pq"`` has no GPU kernels and is always encoded on the CPU.
+    ``order="pq"`` and per-pixel camera maps have no GPU kernels and are always encoded on
+    the CPU.
     """
     from .chunk import encode_chunk
+    from .pixelcamera import PixelCamera
 
     where = _check_device(device) or ("gpu" if _is_device(array) else "cpu")
-    if where == "gpu" and kw.get("order", "qp") != "pq":
+    per_pixel = kw.get("noise_maps") is not None or isinstance(kw.get("camera"), PixelCamera)
+    if where == "gpu" and kw.get("order", "qp") != "pq" and not per_pixel:
         return encode_chunk_gpu(array, **kw)
     if _is_device(array):
         from .kernels._cuda_common import to_host
@@ -454,7 +464,8 @@ def dispatch_encode(array, *, device: str | None = None, **kw) -> bytes:
     return encode_chunk(array, **kw)
 
 
-def dispatch_decode(buf, out=None, device: str | None = None, expect: dict | None = None):
+def dispatch_decode(buf, out=None, device: str | None = None, expect: dict | None = None,
+                    noise_maps=None):
     """Decode on the GPU when ``out`` or ``buf`` is a device array (or ``device="gpu"``).
 
     The GPU path returns a device array (CuPy where available), the CPU path a numpy array.
@@ -464,5 +475,5 @@ def dispatch_decode(buf, out=None, device: str | None = None, expect: dict | Non
     on_device = (out is not None and _is_device(out)) or _is_device(buf)
     where = _check_device(device) or ("gpu" if on_device else "cpu")
     if where == "gpu":
-        return decode_chunk_gpu(buf, out=out, expect=expect)
-    return decode_chunk(_host_bytes(buf), out=out, expect=expect)
+        return decode_chunk_gpu(buf, out=out, expect=expect, noise_maps=noise_maps)
+    return decode_chunk(_host_bytes(buf), out=out, expect=expect, noise_maps=noise_maps)

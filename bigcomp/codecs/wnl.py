@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+
 from ..chunk import error_bound
-from ..errors import ParameterError
+from ..errors import CorruptChunkError, ParameterError
 from ..noise import CameraModel
+from ..pixelmodel import NoiseMaps
 from ._base import ChunkCodec
 
 __all__ = ["WNL"]
@@ -32,6 +35,12 @@ class WNL(ChunkCodec):
         ``"max"``: context-modelled rANS (smallest); ``"fast"``: bit-packed blocks of 32 values
         (fastest); ``"rice"``: Golomb-Rice blocks of 64 (4-8 % larger than ``max`` at q = 1,
         encoding about twice as fast; format version 2).
+    noise_maps : str, optional
+        Per-pixel camera maps (sCMOS) as noise classes of the whole sensor, base64 of
+        :attr:`bigcomp.pixelmodel.NoiseMaps.blob`; ``gain``, ``offset`` and ``read_noise`` are
+        then the maps' medians, for display. Written by :func:`bigcomp.compress` (which knows
+        where each chunk sits on the sensor); this codec only encodes chunks whose planes span
+        the whole sensor.
 
     Examples
     --------
@@ -55,6 +64,7 @@ class WNL(ChunkCodec):
         read_noise: float = 0.0,
         order: str = "qp",
         coder: str = "max",
+        noise_maps: str | None = None,
     ):
         if not isinstance(q, (int, float)) or not q > 0:
             raise ParameterError(
@@ -66,7 +76,27 @@ class WNL(ChunkCodec):
         self.gain, self.offset, self.read_noise = camera.gain, camera.offset, camera.read_noise
         self.order = order
         self.coder = coder
+        if noise_maps is not None:
+            if not isinstance(noise_maps, str):
+                raise ParameterError("noise_maps is the base64 text of NoiseMaps.blob, got "
+                                     f"{type(noise_maps).__name__}")
+            self.noise_maps = noise_maps
+            _ = self._maps()  # validates
         self._validate()
+
+    def _maps(self) -> NoiseMaps | None:
+        if getattr(self, "noise_maps", None) is None:
+            return None
+        if getattr(self, "_parsed_maps", None) is None:
+            try:
+                blob = base64.b64decode(self.noise_maps, validate=True)
+            except ValueError as exc:
+                raise ParameterError(f"noise_maps is not base64: {exc}") from exc
+            try:
+                self._parsed_maps = NoiseMaps.from_blob(blob)
+            except CorruptChunkError as exc:
+                raise ParameterError(f"noise_maps are damaged: {exc}") from exc
+        return self._parsed_maps
 
     def _camera(self) -> CameraModel:
         return CameraModel(self.gain, self.offset, self.read_noise)
@@ -78,9 +108,12 @@ class WNL(ChunkCodec):
 
     @property
     def max_error(self) -> float:
-        """Bound on ``|VST(decoded) - VST(original)|`` for uint16 data, in noise σ."""
-        return error_bound(self.q, self._camera(), "uint16", self.order)
+        """Bound on ``|VST(decoded) - VST(original)|`` for uint16 data, in noise σ (of each
+        pixel's own transform with per-pixel maps)."""
+        return self.error_bound("uint16")
 
     def error_bound(self, dtype="uint16") -> float:
         """Bound on the error in noise σ (stabilised domain) for data of ``dtype``."""
+        if self._maps() is not None:
+            return self.q / 2
         return error_bound(self.q, self._camera(), dtype, self.order)

@@ -113,6 +113,7 @@ class WNL(_ChunkCodecMixin, ArrayBytesCodec):
     read_noise: float = 0.0
     order: str = "qp"
     coder: str = "max"
+    noise_maps: str | None = None
 
     def __init__(
         self,
@@ -123,14 +124,24 @@ class WNL(_ChunkCodecMixin, ArrayBytesCodec):
         read_noise: float = 0.0,
         order: str = "qp",
         coder: str = "max",
+        noise_maps: str | None = None,
     ) -> None:
-        codec = _numcodecs.WNL(q, gain, offset, read_noise, order, coder)  # validates
+        codec = _numcodecs.WNL(q, gain, offset, read_noise, order, coder,
+                               noise_maps=noise_maps)  # validates
         for name in ("q", "gain", "offset", "read_noise", "order", "coder"):
             object.__setattr__(self, name, getattr(codec, name))
+        object.__setattr__(self, "noise_maps", noise_maps)
+
+    def to_dict(self) -> dict:
+        config = asdict(self)
+        if config["noise_maps"] is None:  # (arrays written before per-pixel maps existed)
+            del config["noise_maps"]
+        return {"name": self.codec_name, "configuration": config}
 
     @cached_property
     def _codec(self) -> _numcodecs.WNL:
-        return _numcodecs.WNL(self.q, self.gain, self.offset, self.read_noise, self.order, self.coder)
+        return _numcodecs.WNL(self.q, self.gain, self.offset, self.read_noise, self.order,
+                              self.coder, noise_maps=self.noise_maps)
 
 
 register_codec(Lossless.codec_name, Lossless)
