@@ -21,6 +21,7 @@ from .errors import (
     CorruptChunkError,
     FormatVersionError,
     IncompleteStoreError,
+    MissingNoiseMapsError,
     ParameterError,
     SourceReadError,
     StoreExistsError,
@@ -32,18 +33,24 @@ if TYPE_CHECKING:  # the lazily loaded names, for type checkers and IDEs
     from . import codecs, zarr3
     from ._warmup import warmup
     from ._warmup_plugin import WarmupPlugin
+    from .calibration import CalibrationResult, calibrate
+    from .camera_file import load_camera, save_camera
     from .chunk import decode_chunk, encode_chunk, error_bound
     from .estimate import PoorFitWarning, estimate_camera, photon_transfer
     from .gpu import gpu_available
     from .limits import max_chunk_bytes, set_max_chunk_bytes
     from .noise import CameraModel, quantisation_tables
     from .pipeline import compress, estimate_noise, open
+    from .pixelcamera import PixelCamera
 
 # public name -> module that defines it, imported on first access (PEP 562)
 _LAZY = {
+    "CalibrationResult": "calibration",
     "CameraModel": "noise",
+    "PixelCamera": "pixelcamera",
     "PoorFitWarning": "estimate",
     "WarmupPlugin": "_warmup_plugin",  # imports distributed
+    "calibrate": "calibration",  # not bigcomp/calibrate.py: the module would shadow it
     "compress": "pipeline",
     "decode_chunk": "chunk",
     "encode_chunk": "chunk",
@@ -51,10 +58,12 @@ _LAZY = {
     "estimate_camera": "estimate",
     "estimate_noise": "pipeline",
     "gpu_available": "gpu",
+    "load_camera": "camera_file",
     "max_chunk_bytes": "limits",
     "open": "pipeline",
     "photon_transfer": "estimate",
     "quantisation_tables": "noise",
+    "save_camera": "camera_file",
     "set_max_chunk_bytes": "limits",
     "warmup": "_warmup",
 }
@@ -62,19 +71,23 @@ _SUBMODULES = ("codecs", "zarr3")
 
 __all__ = [
     "BigcompError",
+    "CalibrationResult",
     "CameraModel",
     "ChunkMismatchError",
     "ChunkTooLargeError",
     "CorruptChunkError",
     "FormatVersionError",
     "IncompleteStoreError",
+    "MissingNoiseMapsError",
     "ParameterError",
+    "PixelCamera",
     "PoorFitWarning",
     "SourceReadError",
     "StoreExistsError",
     "StoreWriteError",
     "UnsupportedDataError",
     "WarmupPlugin",
+    "calibrate",
     "codecs",
     "compress",
     "decode_chunk",
@@ -83,10 +96,12 @@ __all__ = [
     "estimate_camera",
     "estimate_noise",
     "gpu_available",
+    "load_camera",
     "max_chunk_bytes",
     "open",
     "photon_transfer",
     "quantisation_tables",
+    "save_camera",
     "set_max_chunk_bytes",
     "warmup",
     "zarr3",
