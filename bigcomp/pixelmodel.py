@@ -231,14 +231,13 @@ def noise_maps(camera: PixelCamera, dtype) -> NoiseMaps:
             "units)")
     offsets = np.clip(np.rint(camera.offset), 0, top).astype(np.uint16)
     k_const = 0.375 * camera.gain**2 + camera.variance
-    jg = _grid(camera.gain, GAIN_STEP)
-    k_step = K_STEP
-    while True:
-        jk = _grid(k_const, k_step)
+    k_step, g_step = K_STEP, GAIN_STEP
+    while True:  # coarser grids until the classes fit (8 squarings reach any real sensor's)
+        jk, jg = _grid(k_const, k_step), _grid(camera.gain, g_step)
         keys, cls = np.unique(np.stack([jk.ravel(), jg.ravel()], 1), axis=0, return_inverse=True)
         if len(keys) <= MAX_CLASSES:
             break
-        k_step *= k_step  # coarser: a power of 2**(1/4) still
+        k_step, g_step = k_step * k_step, g_step * g_step  # powers of the finer grids still
     # each class's model: the smallest gain and constant term of its pixels (exactly
     # conservative for every one of them, and tighter than the grid's corner)
     n = len(keys)
