@@ -83,7 +83,8 @@ class BigcompAccessor:
 
             return int(inr_info(path)["stored_bytes"])
         total = 0
-        for dirpath, _, files in os.walk(os.path.join(path, DATA, "c")):
+        array = self._obj.attrs["bigcomp"].get("array", DATA)  # a pyramid level: its own
+        for dirpath, _, files in os.walk(os.path.join(path, array, "c")):
             total += sum(os.path.getsize(os.path.join(dirpath, f)) for f in files
                          if not f.endswith(".partial"))
         return total

@@ -160,6 +160,13 @@ def _client(scheduler: str, workers: int | None):
     return stack, client
 
 
+def _camera_option(value: str):
+    """The camera of a ``--camera`` value: a camera file (camera.zarr, .json, storm .npy)."""
+    from .camera_file import load_camera
+
+    return load_camera(value)
+
+
 _SCHEDULER_HELP = (
     "'local': a dask.distributed LocalCluster sized to this machine (one process per worker); "
     "'tcp://host:port': an existing cluster; or a local dask scheduler: 'threads', "
@@ -195,6 +202,9 @@ def compress(
     gain: Annotated[float | None, typer.Option(help="Camera gain, ADU per electron.")] = None,
     offset: Annotated[float | None, typer.Option(help="Camera offset (dark level), ADU.")] = None,
     read_noise: Annotated[float | None, typer.Option(help="Camera read noise, electrons.")] = None,
+    camera_file: Annotated[str | None, typer.Option(
+        "--camera", help="Camera file instead of --gain/--offset/--read-noise: camera.zarr "
+        "(bigcomp calibrate), a .json global camera or a storm-analysis .npy.")] = None,
     chunks: Annotated[str | None, typer.Option(
         help="Chunk shape of the store, e.g. 16,256,256 (leading axes get 1; -1 = whole axis)."
     )] = None,
@@ -212,6 +222,10 @@ def compress(
         "--overwrite", help="Replace DEST if it exists (otherwise the same job on the same "
         "data resumes).")
     ] = False,
+    no_pyramid: Annotated[bool, typer.Option(
+        "--no-pyramid", help="Write level 0 only (default: also 2x mean-downsampled levels "
+        "1, 2, ... from the same read, each within q/2 of its own noise σ; not with "
+        "--temporal/--inr, which write none).")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Compress a whole experiment, chunk by chunk, into a zarr v3 / OME-Zarr store.
@@ -225,7 +239,7 @@ def compress(
 
     from rich.console import Console
 
-    from .errors import BigcompError
+    from .errors import BigcompError, ParameterError
     from .pipeline import compress as run_compress
     from .pipeline import estimate_noise
 
@@ -263,20 +277,27 @@ def compress(
         with ctx, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             camera = None
-            if not lossless and all(v is not None for v in fixed.values()):
+            if camera_file is not None:
+                if any(v is not None for v in fixed.values()):
+                    raise ParameterError("give --camera or --gain/--offset/--read-noise, not "
+                                         "both")
+                camera = _camera_option(camera_file)
+            elif not lossless and all(v is not None for v in fixed.values()):
                 camera = fixed
             elif mode == "wnl" and any(v is not None for v in fixed.values()):
                 camera = estimate_noise(source, dataset=dataset, scheduler=sched, **fixed)
             result = run_compress(source, dest, mode=mode, q=q, camera=camera, chunks=chunks,
                                   coder=coder, order=order, dims=dims, dataset=dataset,
                                   scheduler=sched, overwrite=overwrite, progress=progress,
-                                  **options)
+                                  pyramid=False if no_pyramid else None, **options)
         _warn_to_console(console, caught)
     except (BigcompError, FileNotFoundError, ImportError) as exc:
         _warn_to_console(console, caught)
         _error(console, exc)
         raise typer.Exit(1) from None
     cam = result.camera
+    maps = hasattr(cam, "median_model")  # a PixelCamera (--camera camera.zarr): its medians
+    cam = cam.median_model() if maps else cam
     if inr:
         typer.echo(f"{dest}: {result.raw_bytes / 1e6:.1f} MB -> {result.stored_bytes / 1e6:.3f} MB "
                    f"({result.ratio:.1f}x) in {result.seconds:.1f} s (neural: not noise-exact; "
@@ -286,8 +307,10 @@ def compress(
         f"{dest}: {result.chunks_written} chunks written, {result.chunks_skipped} already done; "
         f"{result.raw_bytes / 1e6:.1f} MB -> {result.stored_bytes / 1e6:.1f} MB "
         f"({result.ratio:.2f}x) in {result.seconds:.1f} s; max error {result.error_bound:.3f} σ"
-        + (f"; camera ({result.camera_source}): gain {cam.gain:.4g}, offset {cam.offset:.4g}, "
-           f"read noise {cam.read_noise:.4g}" if cam else ""))
+        + (_camera_summary(result.camera_source, cam, result.camera_estimate, maps)
+           if cam else "")
+        + (f"; pyramid: {result.pyramid_levels} levels, {result.pyramid_bytes / 1e6:.1f} MB"
+           if result.pyramid_levels else ""))
 
 
 def _parse_region(region: str | None, shape: tuple[int, ...]) -> tuple[slice, ...]:
@@ -316,7 +339,8 @@ def _parse_region(region: str | None, shape: tuple[int, ...]) -> tuple[slice, ..
 def decompress(
     source: Annotated[str, typer.Argument(help="A bigcomp store.")],
     dest: Annotated[str, typer.Argument(
-        help="Output: .tif/.tiff (TIFF, BigTIFF when large) or .zarr (zarr v3, default codec).")],
+        help="Output: .tif/.tiff (OME-TIFF with pixel sizes; BigTIFF when large) or .zarr "
+        "(plain OME-Zarr, zstd; see also 'bigcomp export').")],
     region: Annotated[str | None, typer.Option(
         help="Part to extract, numpy-style per axis, e.g. '0:10,:,100:200'.")] = None,
     overwrite: Annotated[bool, typer.Option(
@@ -334,6 +358,7 @@ def decompress(
 
     from .errors import BigcompError
     from .io import write_decoded
+    from .metadata import select
     from .pipeline import open as open_store
 
     console = Console(stderr=True)
@@ -345,12 +370,62 @@ def decompress(
         raise typer.Exit(1)
     try:
         arr = open_store(source)
-        arr = arr[_parse_region(region, arr.shape)]
+        arr = select(arr, _parse_region(region, arr.shape))  # keeps the region's origin
         write_decoded(arr, dest, scheduler=scheduler, progress=progress, overwrite=overwrite)
     except (BigcompError, FileNotFoundError) as exc:
         _error(console, exc)
         raise typer.Exit(1) from None
     typer.echo(f"{dest}: {dict(zip(arr.dims, arr.shape, strict=True))} {arr.dtype}")
+
+
+@app.command("export")
+def export_cmd(
+    source: Annotated[str, typer.Argument(help="A bigcomp store (any mode).")],
+    dest: Annotated[str, typer.Argument(help="Output: a plain OME-Zarr 0.5 store (.zarr).")],
+    region: Annotated[str | None, typer.Option(
+        help="Part to export, numpy-style per axis of level 0, e.g. '0:10,:,100:200'.")] = None,
+    compressor: Annotated[str, typer.Option(
+        help="zarr codec of the output: 'zstd' (level 3) or 'blosc' (zstd, byte shuffle).")
+    ] = "zstd",
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace DEST (only once the new output is complete).")] = False,
+    scheduler: Annotated[str, typer.Option(help="A local dask scheduler or tcp:// address."
+                                           )] = "threads",
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Write a plain OME-Zarr that readers without bigcomp open (tensorstore, ngff-zarr,
+    ome-zarr-py, Fiji, other languages): every pyramid level, pixel sizes, units, channels,
+    with zarr's zstd (or blosc) codec, chunk by chunk. The output appears at DEST only when
+    complete."""
+    import os
+
+    from rich.console import Console
+
+    from .errors import BigcompError
+    from .export import COMPRESSORS
+    from .export import export as run_export
+    from .pipeline import open as open_store
+
+    console = Console(stderr=True)
+    if compressor not in COMPRESSORS:
+        _error(console, f"--compressor must be one of {', '.join(COMPRESSORS)}, got "
+                        f"{compressor!r}")
+        raise typer.Exit(2)
+    if os.path.exists(dest) and not overwrite:
+        _error(console, f"{dest} exists: pass --overwrite to replace it")
+        raise typer.Exit(1)
+    try:
+        shape = open_store(source).shape
+        res = run_export(source, dest, region=_parse_region(region, shape),
+                         compressor=compressor, scheduler=scheduler, progress=progress,
+                         overwrite=overwrite)
+    except (BigcompError, FileNotFoundError) as exc:
+        _error(console, exc)
+        raise typer.Exit(1) from None
+    typer.echo(f"{dest}: OME-Zarr, {res['levels']} level(s), level 0 "
+               f"{'x'.join(map(str, res['shape']))}; {res['raw_bytes'] / 1e6:.1f} MB decoded -> "
+               f"{res['stored_bytes'] / 1e6:.1f} MB ({compressor}) in {res['seconds']:.1f} s "
+               f"({res['raw_bytes'] / 1e6 / max(res['seconds'], 1e-9):.0f} MB/s)")
 
 
 @app.command()
@@ -390,11 +465,32 @@ def info(path: Annotated[str, typer.Argument(help="A bigcomp store.")]) -> None:
     console.print(table)
 
 
-def _camera_row(cam: dict | None, source: str | None = None) -> tuple[str, str]:
+def _camera_summary(source: str, cam, estimate, maps: bool) -> str:
+    """The compress summary's camera part: where the camera came from; for an estimated one
+    the point estimate ± standard errors and the conservative model the data was coded with."""
+    coded = f"gain {cam.gain:.4g}, offset {cam.offset:.4g}, read noise {cam.read_noise:.4g}"
+    if estimate is not None:
+        where = "" if source == "estimated" else f", recorded in the {source}"
+        return (f"; camera (estimated{where}): {estimate.summary()}; coded with the "
+                f"conservative {coded}")
+    return f"; camera ({source}): {coded}" + (" (medians of per-pixel maps)" if maps else "")
+
+
+def _camera_row(cam: dict | None, source: str | None = None,
+                estimate: dict | None = None) -> tuple[str, str]:
     if not cam:
         return ("camera", "-")
-    return ("camera", f"gain {cam['gain']:.4g} ADU/e-, offset {cam['offset']:.4g} ADU, read "
-                      f"noise {cam['read_noise']:.4g} e-" + (f" ({source})" if source else ""))
+    coded = (f"gain {cam['gain']:.4g} ADU/e-, offset {cam['offset']:.4g} ADU, read noise "
+             f"{cam['read_noise']:.4g} e-")
+    if estimate:
+        from .estimate import CameraEstimate
+
+        try:
+            text = CameraEstimate.from_record(estimate).summary()
+        except (KeyError, TypeError, ValueError, ArithmeticError):
+            text = "unreadable record"
+        return ("camera", f"estimated ({text}); coded with the conservative {coded}")
+    return ("camera", coded + (f" ({source})" if source else ""))
 
 
 def _chunk_rows(meta: dict, shape: str) -> list[tuple[str, str]]:
@@ -406,7 +502,7 @@ def _chunk_rows(meta: dict, shape: str) -> list[tuple[str, str]]:
         ("dtype", job["dtype"]), ("chunks", ",".join(map(str, job["chunks"]))),
         ("mode", job["mode"] + (f" q={job['q']:g}σ" if job["mode"] == "wnl" else "")),
         ("order / coder", f"{job['order']} / {job['coder']}"),
-        _camera_row(job.get("camera"), meta.get("camera_source")),
+        _camera_row(job.get("camera"), meta.get("camera_source"), meta.get("camera_estimate")),
         ("error bound", f"{meta['error_bound']:.4f} σ"),
     ]
 
@@ -486,6 +582,59 @@ def estimate_noise_cmd(
                f"{cam.read_noise:.4g} e-")
     typer.echo(f"use: --gain {cam.gain:.4g} --offset {cam.offset:.4g} "
                f"--read-noise {cam.read_noise:.4g}")
+
+
+@app.command("calibrate")
+def calibrate_cmd(
+    dark: Annotated[str, typer.Option(
+        help="Dark stack (t, y, x; shutter closed): TIFF, .npy, zarr or 'file.h5:/data'.")],
+    output: Annotated[str, typer.Option(
+        "-o", "--output", help="Camera file to write (camera.zarr).")],
+    flat: Annotated[list[str] | None, typer.Option(
+        help="Flat-field stack at one light level; repeat for each level (>= 2).")] = None,
+    per_pixel_gain: Annotated[bool, typer.Option(
+        "--per-pixel-gain", help="Fit a gain for each pixel (needs ~1000 flat frames) "
+        "instead of one for the sensor.")] = False,
+    gain: Annotated[float | None, typer.Option(
+        help="Known gain (ADU/e-) instead of --flat.")] = None,
+    saturation: Annotated[float | None, typer.Option(
+        help="Saturation level in ADU (default: the dtype maximum).")] = None,
+    plot: Annotated[str | None, typer.Option(
+        help="Write the photon-transfer curve to this PNG (needs matplotlib).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Measure the camera: per-pixel offset and read noise from dark frames, gain from flats
+    (photon transfer). Writes a camera file for --camera and prints a summary."""
+    import os
+    import warnings
+
+    from rich.console import Console
+
+    from .calibration import calibrate
+    from .errors import BigcompError
+
+    console = Console(stderr=True)
+    if os.path.lexists(output) and not overwrite:
+        _error(console, f"{output} exists: pass --overwrite to replace it")
+        raise typer.Exit(1)
+    caught: list = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = calibrate(dark, flat or None, gain=gain, per_pixel_gain=per_pixel_gain,
+                               saturation=saturation, progress=progress)
+            result.save(output, overwrite=overwrite)
+            if plot:
+                result.plot_ptc(plot)
+        _warn_to_console(console, caught)
+    except (BigcompError, FileNotFoundError, ImportError) as exc:
+        _warn_to_console(console, caught)
+        _error(console, exc)
+        raise typer.Exit(1) from None
+    typer.echo(result.summary())
+    typer.echo(f"camera written to {output}" + (f", photon-transfer curve to {plot}"
+                                                 if plot else ""))
 
 
 def _register_evaluate() -> None:

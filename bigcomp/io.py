@@ -125,6 +125,7 @@ class _BlockReader:
     key: str | int | None
     native_chunks: tuple[int, ...]
     token: tuple = ()
+    perm: tuple[int, ...] | None = None  # axis i of the blocks is axis perm[i] of the file
 
     def handle(self):
         stat = os.stat(self.path)
@@ -147,6 +148,11 @@ class _BlockReader:
         loc = block_info[None]["array-location"]
         region = tuple(slice(a, b) for a, b in loc)
         try:
+            if self.perm is not None:
+                native = [slice(None)] * len(self.perm)
+                for i, j in enumerate(self.perm):
+                    native[j] = region[i]
+                return np.transpose(np.asarray(self.handle()[tuple(native)]), self.perm)
             return np.asarray(self.handle()[region])
         except MemoryError:
             raise
@@ -254,6 +260,8 @@ def open_source(source, *, dataset: str | None = None, dims=None) -> Source:
         kind = _sniff(path)
         src = {"tiff": _tiff_source, "hdf5": _hdf5_source, "zarr": _zarr_source}[kind](
             path, dataset)
+        if kind == "tiff" and dims is None:
+            src = _ngff_order(src)
     else:
         src = _array_source(source)
     if dims is not None:
@@ -299,6 +307,8 @@ def _tiff_source(path: str, dataset) -> Source:
         import tifffile
     except ImportError as exc:  # pragma: no cover - io extra
         raise ImportError("reading TIFF needs tifffile: pip install 'bigcomp[io]'") from exc
+    from .tiffmeta import tiff_coords
+
     series = int(dataset) if dataset is not None else 0
     with tifffile.TiffFile(path) as tif:
         if not 0 <= series < len(tif.series):
@@ -306,12 +316,33 @@ def _tiff_source(path: str, dataset) -> Source:
         s = tif.series[series]
         shape, dtype, axes = tuple(s.shape), np.dtype(s.dtype), s.axes.lower()
         native = (1,) * max(len(shape) - 2, 0) + shape[-2:]  # whole planes
-    dims = tuple(axes) if set(axes) <= set("tczyx") and len(set(axes)) == len(axes) else (
-        default_dims(len(shape)))
+        dims = tuple(axes) if set(axes) <= set("tczyx") and len(set(axes)) == len(axes) else (
+            default_dims(len(shape)))
+        try:  # pixel sizes, units, time step, channels: OME-XML, ImageJ or resolution tags
+            coords = tiff_coords(tif, series, dims, shape)
+        except Exception:  # noqa: BLE001 - damaged metadata never stops reading the pixels
+            coords = {}
     reader = _BlockReader("tiff", os.path.abspath(path), series, native,
                           (*_file_token(path), series))
-    return Source("tiff", shape, dtype, dims, Path(path).stem.split(".")[0], path,
+    return Source("tiff", shape, dtype, dims, Path(path).stem.split(".")[0], path, coords,
                   _reader=reader)
+
+
+def _ngff_order(src: Source) -> Source:
+    """A file source with its axes in NGFF order (time, channel, space: ImageJ's ``TZCYX``
+    becomes ``TCZYX``), read through a transposing block reader; others unchanged."""
+    from dataclasses import replace
+
+    from .metadata import ngff_order
+
+    perm = ngff_order(src.dims)
+    if perm is None:
+        return src
+    reader = replace(src._reader, native_chunks=tuple(src._reader.native_chunks[i]
+                                                      for i in perm),
+                     token=(*src._reader.token, perm), perm=perm)
+    return replace(src, shape=tuple(src.shape[i] for i in perm),
+                   dims=tuple(src.dims[i] for i in perm), _reader=reader)
 
 
 def _hdf5_source(path: str, dataset) -> Source:
@@ -393,7 +424,7 @@ def _zarr_mtime(path: str) -> int:
 
 
 def _ome_source(path: str, dataset, group, multiscale: dict) -> Source:
-    import xarray as xr
+    from .metadata import coords_from_ome
 
     level = multiscale["datasets"][0]
     key = f"{dataset or ''}/{level['path']}".strip("/")
@@ -401,38 +432,30 @@ def _ome_source(path: str, dataset, group, multiscale: dict) -> Source:
     axes = multiscale.get("axes") or []
     names = tuple((a["name"] if isinstance(a, dict) else a) for a in axes)
     dims = names if len(names) == arr.ndim else default_dims(arr.ndim)
-    coords = {}
-    scale, trans = _ome_transform(level, arr.ndim)
-    for i, ax in enumerate(axes if len(names) == arr.ndim else []):
-        if isinstance(ax, dict) and ax.get("type") in ("space", "time") and (
-                scale[i] != 1 or trans[i] != 0):
-            attrs = {"units": ax["unit"]} if "unit" in ax else {}
-            coords[dims[i]] = xr.Variable(dims[i], trans[i] + scale[i] * np.arange(arr.shape[i]),
-                                          attrs)
+    attrs = group.attrs.asdict()
+    omero = attrs.get("ome", attrs).get("omero")
+    coords = coords_from_ome(dims, arr.shape, multiscale if len(names) == arr.ndim
+                             else {"datasets": [level]}, omero)
     reader = _BlockReader("ome-zarr", os.path.abspath(path), key, tuple(arr.chunks),
                           (os.path.abspath(path), key, _zarr_mtime(path)))
     return Source("ome-zarr", tuple(arr.shape), np.dtype(arr.dtype), dims,
                   multiscale.get("name") or Path(path).stem, path, coords, {}, _reader=reader)
 
 
-def _ome_transform(level: dict, ndim: int) -> tuple[list[float], list[float]]:
-    scale, trans = [1.0] * ndim, [0.0] * ndim
-    for t in level.get("coordinateTransformations", []):
-        if t.get("type") == "scale" and len(t.get("scale", [])) == ndim:
-            scale = [float(s) for s in t["scale"]]
-        if t.get("type") == "translation" and len(t.get("translation", [])) == ndim:
-            trans = [float(s) for s in t["translation"]]
-    return scale, trans
-
-
-
 # ---------------------------------------------------------------------------- writers
 def write_decoded(arr: xarray.DataArray, path: str, *, scheduler="threads",
-                  progress: bool | None = True, overwrite: bool = False) -> None:
-    """Write a (lazy) DataArray to TIFF (``.tif``/``.tiff``) or zarr v3 (``.zarr``), atomically.
+                  progress: bool | None = True, overwrite: bool = False,
+                  compressor: str = "zstd", levels: list | None = None,
+                  factors: list | None = None, provenance: dict | None = None) -> None:
+    """Write a (lazy) DataArray to OME-TIFF (``.tif``/``.tiff``) or OME-Zarr (``.zarr``),
+    atomically, with its physical metadata.
 
-    TIFF is written plane by plane, a slab of chunks at a time (BigTIFF above 4 GB); zarr with
-    zarr's default codec, keeping dims, coords and attrs. Either is written to
+    TIFF is written plane by plane, a slab of chunks at a time (BigTIFF above 4 GB), as an
+    OME-TIFF when the axes are TIFF's (T, C, Z, Y, X): pixel sizes, time step, channel names
+    and colours from the coordinates (:func:`bigcomp.tiffmeta.tiff_metadata`), and the x/y
+    resolution tags in pixels per centimetre. zarr is written as a plain OME-Zarr 0.5 image
+    (:func:`bigcomp.export.write_ome_zarr`: array ``0`` with zstd, ``ome`` attributes,
+    coordinates, attrs), one task per chunk. Either is written to
     ``<path>.partial-<uuid>`` next to ``path`` and renamed onto ``path`` only once complete:
     a failed write (a corrupt chunk, a full disk) removes the temporary and leaves ``path`` as
     it was — absent, or the old output when ``overwrite`` is true.
@@ -448,6 +471,11 @@ def write_decoded(arr: xarray.DataArray, path: str, *, scheduler="threads",
         Show a progress bar.
     overwrite : bool
         Replace an existing ``path`` (a file, or a zarr store; never another directory).
+    compressor : {"zstd", "blosc"}
+        zarr output: the codec.
+    levels, factors, provenance
+        zarr output: lower pyramid levels (DataArrays), every level's downsampling factors
+        and the ``bigcomp_export`` attribute (see :func:`bigcomp.export.write_ome_zarr`).
 
     Raises
     ------
@@ -479,7 +507,15 @@ def write_decoded(arr: xarray.DataArray, path: str, *, scheduler="threads",
     tmp = f"{path}.partial-{uuid.uuid4().hex[:12]}"
     try:
         with writing(path, "run the command again"):
-            (_write_zarr if fmt == "zarr" else _write_tiff)(arr, tmp, path, scheduler, progress)
+            if fmt == "zarr":
+                from .export import write_ome_zarr
+
+                write_ome_zarr([arr, *(levels or [])], tmp, compressor=compressor,
+                               factors=factors, name=None if arr.name is None else str(
+                                   arr.name), provenance=provenance, scheduler=scheduler,
+                               progress=progress, label=path)
+            else:
+                _write_tiff(arr, tmp, path, scheduler, progress)
             _swap_in(tmp, path)
     except BaseException:
         _remove(tmp)
@@ -513,39 +549,11 @@ def _swap_in(new: str, path: str) -> None:
     _remove(old)
 
 
-def _write_zarr(arr: xarray.DataArray, tmp: str, path: str, scheduler, progress) -> None:
-    import dask
-
-    from .pipeline import _progress_bar
-
-    name = str(arr.name or "data")
-    ds = arr.drop_encoding().to_dataset(name=name)
-    ds[name].attrs.pop("bigcomp", None)  # the output is not a bigcomp store
-    write = ds.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=False, compute=False)
-    bar = _progress_bar(progress, f"writing {path}", 1)
-    with bar or contextlib.nullcontext():
-        if scheduler in ("threads", "threading"):
-            # a pool of our own: when a chunk fails, dask raises while other threads still
-            # write chunks; they must finish (or be cancelled) before the temporary is removed,
-            # else they recreate it after the cleanup
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-                try:
-                    dask.compute(write, scheduler=scheduler, pool=pool)
-                except BaseException:
-                    pool.shutdown(wait=True, cancel_futures=True)
-                    raise
-        else:
-            dask.compute(write, scheduler=scheduler)
-        if bar:
-            bar.advance(bar.task_ids[0])
-
-
 def _write_tiff(arr: xarray.DataArray, tmp: str, path: str, scheduler, progress) -> None:
     import tifffile
 
     from .pipeline import _progress_bar
+    from .tiffmeta import tiff_metadata
 
     data = arr.data
     lead = arr.shape[:-2]
@@ -562,9 +570,20 @@ def _write_tiff(arr: xarray.DataArray, tmp: str, path: str, scheduler, progress)
             if bar:
                 bar.advance(bar.task_ids[0])
 
-    axes = "".join(arr.dims).upper()
-    meta = {"axes": axes} if len(axes) == arr.ndim and set(axes) <= set("TCZYXS") else {}
+    kwargs = tiff_metadata(tuple(map(str, arr.dims)), arr.coords)
+    ome = _ome_axes(arr.dims)
+    if ome and arr.name is not None:
+        kwargs["metadata"]["Name"] = str(arr.name)
+    elif not ome and not set(kwargs["metadata"].get("axes", "")) <= set("TCZYXS"):
+        kwargs["metadata"] = {}
     with bar or contextlib.nullcontext(), tifffile.TiffWriter(
-            tmp, bigtiff=arr.nbytes > 2**32 - 2**25) as tif:
+            tmp, bigtiff=arr.nbytes > 2**32 - 2**25, ome=ome) as tif:
         tif.write(pages(), shape=arr.shape, dtype=arr.dtype, photometric="minisblack",
-                  metadata=meta)
+                  **kwargs)
+
+
+def _ome_axes(dims) -> bool:
+    """Whether tifffile can write these axes as OME-TIFF (T, C, Z, Y, X, each once, Y X last)."""
+    axes = "".join(map(str, dims)).upper()
+    return (len(axes) == len(dims) and set(axes) <= set("TCZYX") and len(set(axes)) == len(axes)
+            and axes.endswith("YX"))

@@ -3,12 +3,15 @@
 A store is a zarr v3 group (an OME-Zarr 0.5 image when the array has 2-5 axes)::
 
     out.zarr/
-      zarr.json     group: attributes {"ome": {multiscales...}, "bigcomp": {...}}
+      zarr.json     group: attributes {"ome": {multiscales, omero}, "bigcomp": {...},
+                    "about": how to read the store}; no consolidated metadata (see finalize)
       0/zarr.json   the data: serializer bigcomp.wnl or bigcomp.lossless, compressors none,
                     dimension_names = the axis names, attributes = the source's attributes
                     (``0/zarr.json.incomplete`` until the last chunk is written, see below)
       0/c/i/j/k     one file per chunk (chunk key encoding "default", separator "/")
-      x/, y/, ...   coordinate arrays, as xarray writes them (so xarray.open_zarr reads them)
+      1/, 2/, ...   pyramid levels (bigcomp.pyramid), laid out as 0/ and pending as it is
+      x/, y/, ...   coordinate arrays, as xarray writes them (so xarray.open_zarr reads them):
+                    pixel sizes and units, channel names (see bigcomp.metadata)
 
 The ``bigcomp`` block records the job (mode, q, camera, order, coder, chunks, dims, source shape
 and dtype), the source (kind, path, size and time of a file, and a content fingerprint: a hash of
@@ -18,8 +21,7 @@ written.
 While a job runs, the data array's metadata is kept at ``0/zarr.json.incomplete``: zarr, xarray
 and other readers see no array ``0`` (``group["0"]`` raises ``KeyError``, ``xarray.open_zarr``
 finds no data variable) instead of an array whose missing chunks read as zeros. :func:`finalize`
-renames it onto ``0/zarr.json`` (atomic), marks the group complete and consolidates the
-metadata. ``bigcomp.open(path, allow_incomplete=True)`` reads an incomplete store through
+renames it onto ``0/zarr.json`` (atomic) and marks the group complete. ``bigcomp.open(path, allow_incomplete=True)`` reads an incomplete store through
 :func:`incomplete_store`.
 
 Chunks are written by :class:`ChunkWriter` (a picklable callable run by dask workers): encode
@@ -39,7 +41,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -83,11 +85,9 @@ DATA = "0"  # path of the data array (level 0 of the OME-Zarr multiscale)
 PENDING = "zarr.json.incomplete"  # the data array's zarr.json while the job runs
 LAYOUT_VERSION = 2  # 2: source fingerprint, array metadata pending until complete
 FINGERPRINT_BLOCKS = 4  # chunks hashed for the source fingerprint
-_JOB_KEYS = ("shape", "dtype", "chunks", "dims", "mode", "q", "order", "coder", "camera")
-_AXIS_TYPES = {"t": "time", "time": "time", "c": "channel", "channel": "channel",
-               "z": "space", "y": "space", "x": "space"}
-_UNITS = {"space": {"angstrom", "nanometer", "micrometer", "millimeter", "centimeter", "meter"},
-          "time": {"nanosecond", "microsecond", "millisecond", "second", "minute", "hour"}}
+_JOB_KEYS = ("shape", "dtype", "chunks", "dims", "mode", "q", "order", "coder", "camera",
+             "pyramid")
+_JOB_DEFAULTS = {"pyramid": []}  # what a store written before the key existed holds
 
 
 def read_metadata(path: str | os.PathLike) -> dict | None:
@@ -245,8 +245,9 @@ def check_job(dest: str, meta: dict, job: dict, source: dict) -> None:
         tells whether it holds this source, and resuming another source's store mixes both.
     """
     old = meta.get("job", {})
-    differ = [k for k in _JOB_KEYS if k in job and _canon(old.get(k)) != _canon(job[k])]
-    diffs = [f"{k}: {old.get(k)!r} in the store, {job[k]!r} now" for k in differ]
+    old = {k: old.get(k, _JOB_DEFAULTS.get(k)) for k in _JOB_KEYS}
+    differ = [k for k in _JOB_KEYS if k in job and _canon(old[k]) != _canon(job[k])]
+    diffs = [f"{k}: {old[k]!r} in the store, {job[k]!r} now" for k in differ]
     if set(differ) & {"shape", "dtype", "chunks"}:
         source = {}  # other blocks were sampled: the fingerprints cannot be compared
     rec = meta.get("source") or {}
@@ -314,37 +315,47 @@ def _canon(value):
     return json.loads(json.dumps(value))
 
 
-def ome_metadata(dims: tuple[str, ...], coords: dict, name: str | None) -> dict | None:
-    """NGFF 0.5 ``ome`` block for a single-level image, or ``None`` outside 2-5 axes."""
-    if not 2 <= len(dims) <= 5:
-        return None
-    axes, scale, trans = [], [], []
-    for d in dims:
-        ax: dict[str, Any] = {"name": d}
-        kind = _AXIS_TYPES.get(d.lower())
-        if kind:
-            ax["type"] = kind
-        s, t, unit = 1.0, 0.0, None
-        c = coords.get(d)
-        if c is not None and kind in ("space", "time") and c.ndim == 1 and c.size >= 1 and (
-                c.dtype.kind in "iuf"):
-            v = np.asarray(c.values, np.float64)
-            step = np.diff(v)
-            if v.size == 1 or (step.size and np.allclose(step, step[0]) and step[0] > 0):
-                s, t = (float(step[0]) if step.size else 1.0), float(v[0])
-            unit = c.attrs.get("units")
-        if unit in _UNITS.get(kind or "", ()):
-            ax["unit"] = unit
-        axes.append(ax)
-        scale.append(s)
-        trans.append(t)
-    transforms: list[dict] = [{"type": "scale", "scale": scale}]
-    if any(trans):
-        transforms.append({"type": "translation", "translation": trans})
-    ms = {"axes": axes, "datasets": [{"path": DATA, "coordinateTransformations": transforms}]}
-    if name:
-        ms["name"] = name
-    return {"version": "0.5", "multiscales": [ms]}
+def ome_metadata(dims: tuple[str, ...], coords: dict, name: str | None, *,
+                 levels: Sequence[tuple[str, Sequence[float]]] = ((DATA, ()),),
+                 dtype=None) -> dict | None:
+    """NGFF 0.5 ``ome`` block of the store's image (see :func:`bigcomp.metadata.ome_block`).
+
+    Parameters
+    ----------
+    dims, coords, name
+        Axis names, coordinates (pixel sizes, units, channel names) and image name.
+    levels : sequence of (path, factors)
+        The pyramid, level 0 (``DATA``) first: each level's array path and its downsampling
+        factor per axis relative to level 0 (``()``: none). One level by default.
+    dtype : numpy.dtype, optional
+        The data type (the default display window of channels).
+
+    Returns
+    -------
+    dict or None
+        ``None`` outside 2-5 axes or when the axes are not in NGFF order (time, channel,
+        space); the store then has no ``ome`` block (its coordinates still carry the metadata).
+    """
+    from .metadata import ome_block
+
+    return ome_block(dims, coords, name, levels=levels, dtype=dtype)
+
+
+def about(array: str = DATA) -> str:
+    """The human-readable note on how to read a bigcomp store (its ``about`` attribute),
+    for whoever opens it without bigcomp (``zarr.json`` is plain JSON)."""
+    return (
+        f"bigcomp store: a zarr v3 group (OME-Zarr 0.5 when it has an 'ome' attribute) whose "
+        f"image array '{array}' is compressed with the bigcomp codecs (bigcomp.wnl: within "
+        "noise level, bigcomp.lossless: exact). To read it, install bigcomp (pip install "
+        "bigcomp), which registers the codecs with zarr, then use bigcomp.open(path) "
+        f"(xarray), zarr.open_group(path)['{array}'], xarray.open_zarr(path, "
+        "consolidated=False), or napari (pip install 'bigcomp[napari]'). Without bigcomp, "
+        "zarr raises \"Unknown codec: 'bigcomp.wnl'\". To share it with readers that lack "
+        "bigcomp (tensorstore, Fiji, other languages), run 'bigcomp export STORE OUT.zarr': "
+        "a plain OME-Zarr (zstd) with the same metadata. Attribute 'bigcomp' records how the "
+        "store was made (mode, error bound, camera model, source); 'ome' its axes, pixel "
+        "sizes and channels.")
 
 
 def _jsonable(value):
@@ -392,10 +403,12 @@ def _write_atomic(path: str, data: bytes) -> None:
 
 
 def create_store(dest: str, *, shape, dtype, chunks, dims, serializer, coords: dict,
-                 attrs: dict, meta: dict, ome: dict | None) -> None:
+                 attrs: dict, meta: dict, ome: dict | None, levels=()) -> None:
     """Write the group, the coordinate arrays and the data array's *pending* metadata.
 
-    The data array's ``zarr.json`` goes to ``0/zarr.json.incomplete`` (see :func:`finalize`);
+    The data array's ``zarr.json`` goes to ``0/zarr.json.incomplete`` (see :func:`finalize`),
+    and so does each pyramid level's (``levels``: dicts with ``path``, ``shape``, ``chunks``
+    and ``serializer``, see :mod:`bigcomp.pyramid`);
     the group's ``bigcomp`` attributes are written last, so a store without them was never
     started.
 
@@ -407,19 +420,24 @@ def create_store(dest: str, *, shape, dtype, chunks, dims, serializer, coords: d
     """
     array_json = _array_metadata(shape=shape, dtype=dtype, chunks=chunks, dims=dims,
                                  serializer=serializer, attrs=attrs)
-    keep = {k: v for k, v in coords.items() if set(v.dims) <= set(dims) and k != DATA}
+    arrays = {DATA: array_json}
+    for lv in levels:
+        arrays[lv["path"]] = _array_metadata(shape=lv["shape"], dtype=dtype, chunks=lv["chunks"],
+                                             dims=dims, serializer=lv["serializer"], attrs={})
+    keep = {k: v for k, v in coords.items() if set(v.dims) <= set(dims) and k not in arrays}
     if os.path.exists(dest):  # prepare() said "new": someone else is writing here
         raise StoreExistsError(f"{dest} appeared while this job started: is another compress "
                                "writing it? Choose another output path")
     try:
         with writing(dest, "run the same command again"):
-            _create(dest, keep, array_json, meta, ome)
+            _create(dest, keep, arrays, meta, ome)
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)  # new and ours: do not leave half a skeleton
         raise
 
 
-def _create(dest: str, coords: dict, array_json: bytes, meta: dict, ome: dict | None) -> None:
+def _create(dest: str, coords: dict, arrays: dict[str, bytes], meta: dict,
+            ome: dict | None) -> None:
     import warnings
 
     import xarray as xr
@@ -431,67 +449,85 @@ def _create(dest: str, coords: dict, array_json: bytes, meta: dict, ome: dict | 
             # string coordinates (channel names) use a zarr v3 data type without a finished
             # spec; zarr-python and xarray read it, and the image data is unaffected
             warnings.simplefilter("ignore", UnstableSpecificationWarning)
-            xr.Dataset(coords={k: v.load() if hasattr(v, "load") else v
-                               for k, v in coords.items()}
-                       ).to_zarr(dest, mode="w-", zarr_format=3, consolidated=False)
+            ds = xr.Dataset(coords=_coords_to_write(coords))
+            ds.to_zarr(dest, mode="w-", zarr_format=3, consolidated=False,
+                       encoding={k: {"_FillValue": None} for k, v in ds.coords.items()
+                                 if v.dtype.kind == "f"})  # no NaN fill on coordinates
         group = zarr.open_group(dest, mode="r+")
     else:
         group = zarr.open_group(dest, mode="w-", zarr_format=3)
-    os.makedirs(os.path.join(dest, DATA), exist_ok=True)
-    _write_atomic(os.path.join(dest, DATA, PENDING), array_json)
-    extra = {"bigcomp": _jsonable(meta)}
+    for path, array_json in arrays.items():  # level 0 and the pyramid levels
+        os.makedirs(os.path.join(dest, path), exist_ok=True)
+        _write_atomic(os.path.join(dest, path, PENDING), array_json)
+    extra = {"bigcomp": _jsonable(meta), "about": about(meta.get("array", DATA))}
     if ome is not None:
         extra["ome"] = ome
     group.attrs.update(extra)
 
 
+DTYPE_ATTR = "bigcomp_dtype"  # a datetime/timedelta coordinate's unit, restored by open
+
+
+def _coords_to_write(coords: dict) -> dict:
+    """Coordinates as xarray will write them; datetimes and timedeltas record their dtype
+    (xarray reads them back as nanoseconds otherwise)."""
+    out = {}
+    for k, v in coords.items():
+        v = v.load() if hasattr(v, "load") else v
+        if v.dtype.kind in "mM" and v.dtype != np.dtype(f"{v.dtype.kind}8[ns]"):
+            v = v.copy()
+            v.attrs[DTYPE_ATTR] = v.dtype.str[1:]
+        out[k] = v
+    return out
+
+
 def finalize(dest: str, meta: dict) -> None:
-    """Publish the data array, mark the store complete and consolidate its metadata.
+    """Publish the data array and mark the store complete.
 
     In this order: ``0/zarr.json.incomplete`` is renamed onto ``0/zarr.json`` (atomic: from
-    then on zarr and xarray see the array, all of whose chunks are written), the group's
-    ``zarr.json`` is rewritten (atomically) with ``"complete": true``, and the metadata is
-    consolidated, which lets ``xarray.open_zarr(path)`` open the store without a warning. A
-    run killed in between leaves a store the next run of the job finalizes.
+    then on zarr and xarray see the array, all of whose chunks are written), then the group's
+    ``zarr.json`` is rewritten (atomically) with ``"complete": true``. A run killed in between
+    leaves a store the next run of the job finalizes.
+
+    The metadata is *not* consolidated: zarr parses consolidated metadata whole, so a zarr
+    without bigcomp's codecs could not even open the group to read its ``about`` note and
+    ``ome`` block. Open the store with ``xarray.open_zarr(path, consolidated=False)`` (what
+    :func:`bigcomp.open` does). A store written before (with consolidated metadata) loses it
+    here when it is finalized again.
 
     Raises
     ------
     StoreWriteError
         The file system refused a write.
     """
-    import warnings
-
     import zarr
-    from zarr.errors import UnstableSpecificationWarning, ZarrUserWarning
 
-    pending = os.path.join(dest, DATA, PENDING)
     with writing(dest):
-        if os.path.exists(pending):
-            os.replace(pending, os.path.join(dest, DATA, "zarr.json"))
-        group = zarr.open_group(dest, mode="r+")
+        for path in [*(lv["path"] for lv in meta.get("levels") or ()), DATA]:
+            pending = os.path.join(dest, path, PENDING)  # the pyramid levels, then level 0
+            if os.path.exists(pending):
+                os.replace(pending, os.path.join(dest, path, "zarr.json"))
+        group = zarr.open_group(dest, mode="r+", use_consolidated=False)
         group.attrs.update({"bigcomp": _jsonable({**meta, "complete": True})})
-        with warnings.catch_warnings():
-            # "consolidated metadata is not part of the zarr v3 spec": known, xarray and
-            # zarr-python read it; other readers ignore the extra key
-            warnings.simplefilter("ignore", ZarrUserWarning)
-            # string coordinates: see create_store
-            warnings.simplefilter("ignore", UnstableSpecificationWarning)
-            zarr.consolidate_metadata(dest)
 
 
 class _PendingStore(WrapperStore):
-    """Read-only view of a store in which ``0/zarr.json`` is ``0/zarr.json.incomplete``."""
+    """Read-only view of a store in which an array's ``<path>/zarr.json`` is its
+    ``<path>/zarr.json.incomplete`` while that exists (level 0 and the pyramid levels)."""
 
-    _KEY = f"{DATA}/zarr.json"
-
-    def _map(self, key: str) -> str:
-        return f"{DATA}/{PENDING}" if key == self._KEY else key
+    async def _map(self, key: str) -> str:
+        head, sep, tail = key.rpartition("/")
+        if sep and tail == "zarr.json" and "/" not in head:
+            pending = f"{head}/{PENDING}"
+            if await self._store.exists(pending):
+                return pending
+        return key
 
     async def get(self, key, prototype, byte_range=None):
-        return await self._store.get(self._map(key), prototype, byte_range)
+        return await self._store.get(await self._map(key), prototype, byte_range)
 
     async def exists(self, key: str) -> bool:
-        return await self._store.exists(self._map(key))
+        return await self._store.exists(await self._map(key))
 
 
 def incomplete_store(path: str) -> Any:
@@ -504,7 +540,7 @@ def incomplete_store(path: str) -> Any:
     from zarr.storage import LocalStore
 
     store = LocalStore(path, read_only=True)
-    if os.path.exists(os.path.join(path, DATA, PENDING)):
+    if any(os.path.exists(os.path.join(path, d, PENDING)) for d in os.listdir(path)):
         return _PendingStore(store)
     return store
 
@@ -522,6 +558,9 @@ class ChunkWriter:
     dtype : str
     q, camera, order, coder
         Codec parameters (``q = 0``: lossless; ``camera`` a dict or ``None``).
+    noise_maps : NoiseMaps, optional
+        Per-pixel camera maps of the sensor (kept in the codec configuration); each chunk
+        refers to them with the origin of its planes.
     """
 
     array_dir: str
@@ -532,6 +571,7 @@ class ChunkWriter:
     camera: dict | None
     order: str
     coder: str
+    noise_maps: Any = None
 
     def key(self, idx: tuple[int, ...]) -> str:
         """The zarr chunk key of block ``idx`` (``"c/0/1/2"``)."""
@@ -540,7 +580,7 @@ class ChunkWriter:
     def path(self, idx: tuple[int, ...]) -> str:
         return os.path.join(self.array_dir, *self.key(idx).split("/"))
 
-    def encode(self, block: np.ndarray) -> bytes:
+    def encode(self, block: np.ndarray, idx: tuple[int, ...] | None = None) -> bytes:
         from .chunk import encode_chunk
         from .noise import CameraModel
 
@@ -549,8 +589,15 @@ class ChunkWriter:
             full = np.zeros(self.chunks, block.dtype)
             full[tuple(slice(0, s) for s in block.shape)] = block
             block = full
-        camera = CameraModel(**self.camera) if self.camera and self.q > 0 else None
-        return encode_chunk(block, q=self.q, camera=camera, order=self.order, coder=self.coder)
+        cam = {k: v for k, v in (self.camera or {}).items() if k != "noise_maps"}
+        camera = CameraModel(**cam) if cam and self.q > 0 else None
+        maps, origin = None, (0, 0)
+        if self.noise_maps is not None and self.q > 0:
+            maps = self.noise_maps
+            if idx is not None and len(idx) >= 2:
+                origin = (idx[-2] * self.chunks[-2], idx[-1] * self.chunks[-1])
+        return encode_chunk(block, q=self.q, camera=camera, order=self.order, coder=self.coder,
+                            noise_maps=maps, origin=origin)
 
     def __call__(self, block: np.ndarray, idx: tuple[int, ...]) -> int:
         """Write block ``idx``; returns the number of bytes written.
@@ -560,7 +607,7 @@ class ChunkWriter:
         StoreWriteError
             The file system refused the write (full, no permission); no partial file is left.
         """
-        blob = self.encode(block)
+        blob = self.encode(block, idx)
         path = self.path(idx)
         with writing(os.path.dirname(self.array_dir)):
             os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -582,7 +629,8 @@ class ChunkWriter:
                 and (not wnl or (header.order == self.order and header.q == self.q
                                  and header.gain == cam.get("gain")
                                  and header.offset == cam.get("offset")
-                                 and header.read_noise == cam.get("read_noise"))))
+                                 and header.read_noise == cam.get("read_noise")
+                                 and bool(header.pixel_model) == (self.noise_maps is not None))))
 
     def scan(self, threads: int | None = None) -> set[tuple[int, ...]]:
         """Indices of the chunks already written and valid; deletes invalid and partial files."""

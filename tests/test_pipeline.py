@@ -43,7 +43,10 @@ def test_wnl_round_trip_and_readers(tmp_path):
     check_within_bound(SYN.data, back.values, bigcomp.CameraModel(**CAM), res.error_bound)
     # plain zarr and xarray read the same store (codecs registered by entry points)
     np.testing.assert_array_equal(zarr.open_array(out / "0", mode="r")[:], back.values)
-    np.testing.assert_array_equal(xr.open_zarr(out)["0"].values, back.values)
+    # not consolidated (see bigcomp.store.finalize); the pyramid levels' dims differ in size
+    levels = [lv["path"] for lv in back.attrs["bigcomp"].get("levels", [])]
+    np.testing.assert_array_equal(
+        xr.open_zarr(out, consolidated=False, drop_variables=levels)["0"].values, back.values)
     meta = back.attrs["bigcomp"]
     assert meta["complete"]
     assert meta["job"]["camera"] == CAM
@@ -147,7 +150,9 @@ def test_camera_estimated_stored_and_reused(tmp_path):
     out = tmp_path / "a.zarr"
     data = light_sheet((8, 128, 128), gain=3.0, seed=2).data
     kw = {**KW, "chunks": (4, 128, 128)}
-    res = bigcomp.compress(data, out, q=1.0, **kw)
+    # no dark region: offset and read noise poorly determined, coded conservatively (issue 18)
+    with pytest.warns(bigcomp.PoorFitWarning, match="poorly determined"):
+        res = bigcomp.compress(data, out, q=1.0, **kw)
     assert res.camera_source == "estimated"
     assert 2.5 < res.camera.gain < 3.5
     assert bigcomp.compress(data, out, q=1.0, **kw).camera_source == "store"
