@@ -11,7 +11,8 @@ see docs/camera.md), every chunk is coded at ``q = 1`` with
 
 * **maps**: the per-pixel model (format version 6, maps kept once per array);
 * **median**: the global camera of the maps' medians (what a datasheet gives);
-* **estimated**: :func:`bigcomp.estimate_camera` on the data (what ``compress`` does unasked);
+* **estimated**: the conservative model of :func:`bigcomp.estimate_camera` on the data (what
+  ``compress`` codes with unasked);
 * **conservative**: :meth:`PixelCamera.conservative_model`, a global model at or below every
   pixel's noise (the only global model that keeps the bound for every pixel);
 
@@ -50,8 +51,7 @@ def _row(name: str, cam: PixelCamera, x: np.ndarray, out) -> dict:
         estimated = bigcomp.estimate_camera(x, time_axis=0 if x.shape[0] > 1 else None)
     models = {"maps": (cam.median_model(), noise_maps(cam, x.dtype)),
               "median": (cam.median_model(), None),
-              "estimated": (bigcomp.CameraModel(estimated.gain, estimated.offset,
-                                                estimated.read_noise), None),
+              "estimated": (estimated.conservative, None),  # what compress codes with
               "conservative": (cam.conservative_model(), None)}
     cells = []
     result = {}

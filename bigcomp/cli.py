@@ -578,10 +578,16 @@ def estimate_noise_cmd(
         _error(console, exc)
         raise typer.Exit(1) from None
     _warn_to_console(console, caught)
-    typer.echo(f"gain {cam.gain:.4g} ADU/e-, offset {cam.offset:.4g} ADU, read noise "
-               f"{cam.read_noise:.4g} e-")
-    typer.echo(f"use: --gain {cam.gain:.4g} --offset {cam.offset:.4g} "
-               f"--read-noise {cam.read_noise:.4g}")
+    if hasattr(cam, "summary"):  # a CameraEstimate: with its uncertainties
+        typer.echo(cam.summary())
+    else:
+        typer.echo(f"gain {cam.gain:.4g} ADU/e-, offset {cam.offset:.4g} ADU, read noise "
+                   f"{cam.read_noise:.4g} e-")
+    safe = getattr(cam, "conservative", cam)  # what compress codes with when it estimates
+    typer.echo(f"use: --gain {safe.gain:.4g} --offset {safe.offset:.4g} "
+               f"--read-noise {safe.read_noise:.4g}"
+               + (" (the conservative model: at or below the noise within the uncertainty)"
+                  if safe is not cam else ""))
 
 
 @app.command("calibrate")

@@ -523,6 +523,10 @@ def evaluate_command(
     gain: Annotated[float | None, typer.Option(help="Camera gain, ADU/e-.")] = None,
     offset: Annotated[float | None, typer.Option(help="Camera offset, ADU.")] = None,
     read_noise: Annotated[float | None, typer.Option(help="Read noise, e-.")] = None,
+    camera_file: Annotated[str | None, typer.Option(
+        "--camera", help="Camera file instead of --gain/--offset/--read-noise (camera.zarr from "
+        "'bigcomp calibrate', .json, storm-analysis .npy); per-pixel maps are evaluated with "
+        "their median camera.")] = None,
     region: Annotated[str | None, typer.Option(help="Sub-array, e.g. '0:8,:,100:300'.")]
     = None,
     spots: Annotated[bool, typer.Option(help="Detect and localise spots (SMLM, "
@@ -541,7 +545,17 @@ def evaluate_command(
 
     data = np.asarray(_load(input))
     sub = data[parse_region(region, data.ndim)]
-    if None in (gain, offset, read_noise):
+    if camera_file is not None:
+        from .camera_file import load_camera
+
+        if any(v is not None for v in (gain, offset, read_noise)):
+            raise typer.BadParameter("give --camera or --gain/--offset/--read-noise, not both")
+        camera = load_camera(camera_file)
+        if hasattr(camera, "median_model"):  # per-pixel maps: σ units of their median camera
+            typer.echo("per-pixel camera maps: evaluated with their median camera (compress "
+                       "--camera keeps each pixel within its own bound)")
+            camera = camera.median_model()
+    elif None in (gain, offset, read_noise):
         camera = estimate_camera(sub, gain=gain, offset=offset, read_noise=read_noise)
     else:
         camera = CameraModel(gain, offset, read_noise)  # type: ignore[arg-type]

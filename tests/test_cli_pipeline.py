@@ -73,6 +73,8 @@ def test_lossless_and_estimate_noise(tmp_path, tif):
     assert res.exit_code == 0, res.output
     assert "--gain" in res.output
     assert "--read-noise" in res.output
+    assert "±" in res.output  # the estimate's uncertainty, and the model compress would use
+    assert "conservative" in res.output
 
 
 def test_errors(tmp_path, tif):

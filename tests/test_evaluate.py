@@ -153,6 +153,34 @@ def test_cli_command(tmp_path, light):
     assert "threshold" in res.output
 
 
+def test_cli_camera_file(tmp_path, light):
+    """--camera takes a camera file (a global .json here; per-pixel maps use their medians)."""
+    typer = pytest.importorskip("typer")
+    from typer.testing import CliRunner
+
+    from bigcomp.camera_file import save_camera
+    from bigcomp.datasets import scmos_camera
+
+    app = typer.Typer()
+    app.command("evaluate")(evaluate_command)
+    app.command("noop")(lambda: None)
+    path = tmp_path / "stack.npy"
+    np.save(path, light.data)
+    save_camera(CameraModel(2.0, 100.0, 1.6), tmp_path / "cam.json")
+    res = CliRunner().invoke(app, ["evaluate", str(path), "--modes", "wnl:q=2", "--peers", "",
+                                   "--camera", str(tmp_path / "cam.json")])
+    assert res.exit_code == 0, res.output
+    assert "camera gain 2 ADU/e-, offset 100 ADU, read noise 1.6 e-" in res.output
+    save_camera(scmos_camera(light.data.shape[-2:]), tmp_path / "maps.zarr")
+    res = CliRunner().invoke(app, ["evaluate", str(path), "--modes", "wnl:q=2", "--peers", "",
+                                   "--camera", str(tmp_path / "maps.zarr")])
+    assert res.exit_code == 0, res.output
+    assert "median camera" in res.output
+    res = CliRunner().invoke(app, ["evaluate", str(path), "--camera", str(tmp_path / "cam.json"),
+                                   "--gain", "2"])
+    assert res.exit_code != 0
+
+
 def test_threshold_options(light):
     kw = {"modes": ("wnl:q=2",), "peers": ()}
     shared = evaluate(light, **kw)
