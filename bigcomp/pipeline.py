@@ -187,6 +187,19 @@ def _compute(tasks: list, client, kwargs: dict, progress, label: str) -> list:
                 if key in names:
                     advance()
 
+        if kwargs.get("scheduler") in ("threads", "threading") and "pool" not in kwargs:
+            # a pool of our own: when a task fails, dask raises while other threads still
+            # write; they must finish (or be cancelled) before the caller cleans up, else they
+            # recreate what it removed
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+                try:
+                    with _Progress():
+                        return list(dask.compute(*tasks, **kwargs, pool=pool))
+                except BaseException:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
         with _Progress():
             return list(dask.compute(*tasks, **kwargs))
 
