@@ -321,3 +321,80 @@ def estimate_once(b: Bins, p: Points, gain, offset, read_noise):
         s, c, r2 = float(gain or 1.0), float(np.median(v - (gain or 1.0) * m)), 0.0
     o_skew = _skew_offset(b.m3[ok], v, b.k[ok], b.nk[ok], s, p.kappa, p.k_var)
     return s, c, r2, o_skew, float(m[0]) if m.size else math.nan
+
+
+# ------------------------------------------------------------------ lower noise envelope
+_CHI1_MEDIAN = 0.454936  # median of chi²(1): a squared Gaussian residual
+
+
+def _median_lcl(v: np.ndarray, z: float, n_eff: float) -> float:
+    """Lower confidence limit (one-sided, ``z``) of the median of ``v``: the order statistic
+    ``n/2 − z·sqrt(n_eff)/2·n/n_eff`` (distribution-free; ``n_eff`` < n where the values
+    correlate). A median ignores hot pixels and outliers up to half the bin."""
+    n = v.size
+    k = int(math.floor(n / 2.0 - z * math.sqrt(n_eff) / 2.0 * n / max(n_eff, 1.0)))
+    return float(np.partition(v, max(k, 0))[max(k, 0)])
+
+
+def _envelope_bins(level, xlev, v, scale: float, z: float, n_eff_per: float, nbins: int = 32,
+                   min_count: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """(levels, lower bounds of the noise variance): per quantile bin of ``level``, the mean
+    of ``xlev`` and the lower confidence limit of the median of ``v`` divided by ``scale``
+    (the median of one ``v`` of unit variance)."""
+    if level.size < min_count:
+        return np.zeros(0), np.zeros(0)
+    nb = max(1, min(nbins, level.size // min_count))
+    edges = np.unique(np.percentile(level, np.linspace(0, 100, nb + 1)))
+    if edges.size < 2:
+        edges = np.array([level.min(), level.max() + 1.0])
+    idx = np.clip(np.searchsorted(edges, level, side="right") - 1, 0, edges.size - 2)
+    order = np.argsort(idx, kind="stable")
+    starts = np.searchsorted(idx[order], np.arange(edges.size))
+    ms, ls = [], []
+    for b in range(edges.size - 1):
+        sel = order[starts[b]:starts[b + 1]]
+        if sel.size < 20:
+            continue
+        ms.append(float(np.mean(xlev[sel])))
+        ls.append(_median_lcl(v[sel], z, sel.size * n_eff_per) / scale)
+    return np.array(ms), np.array(ls)
+
+
+def spatial_envelope(p: Points, z: float) -> tuple[np.ndarray, np.ndarray]:
+    """Lower envelope from kernel residuals: robust (median) variance per ring-level bin, at
+    the ``w²``-weighted level. Structure adds to the residual, so this bounds the noise only
+    where the scene is smooth; hot pixels cannot inflate a median."""
+    # neighbouring residuals share pixels: ~1/9 of the pixels are independent
+    return _envelope_bins(p.level, p.xlev, p.v, _CHI1_MEDIAN, z, 1.0 / 9.0)
+
+
+def temporal_envelope(a: np.ndarray, time_axis: int, z: float
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Lower envelope from pixel time series, binned by each pixel's OWN level in one half of
+    the frames and measured (mean, successive-difference variance) in the other half: the
+    binning is independent of the measured noise (no selection bias), and it needs no spatial
+    smoothness of the scene (a sparse, pixel-to-pixel varying scene bins fine). Robust: the
+    median variance of a bin (hot / telegraph pixels cannot inflate it), at its lower
+    confidence limit, over the median of the statistic's distribution."""
+    a = np.moveaxis(a, time_axis, 0)
+    t = a.shape[0]
+    if t < 4:
+        return np.zeros(0), np.zeros(0)
+    a = a.reshape(t, -1)
+    per = max(1, MAX_SAMPLES // max(1, t))
+    if a.shape[1] > per:
+        a = a[:, np.unique(np.linspace(0, a.shape[1] - 1, per).round().astype(int))]
+    ok = ~saturation_mask(a).any(axis=0)
+    x = a[:, ok].astype(np.float64)
+    levels, xlevs, vs = [], [], []
+    for bin_half, meas_half in ((x[0::2], x[1::2]), (x[1::2], x[0::2])):
+        n = meas_half.shape[0]
+        levels.append(bin_half.mean(axis=0))
+        xlevs.append(meas_half.mean(axis=0))
+        vs.append((np.diff(meas_half, axis=0) ** 2).sum(axis=0) / (2 * (n - 1)))
+    n = x[1::2].shape[0]
+    dof = 2.0 * (n - 1) ** 2 / (3 * n - 4)  # Satterthwaite dof of successive differences
+    median = (1 - 2 / (9 * dof)) ** 3  # Wilson-Hilferty: median of chi²(dof)/dof
+    # the two halves measure each pixel twice: count half of the pairs as independent
+    return _envelope_bins(np.concatenate(levels), np.concatenate(xlevs), np.concatenate(vs),
+                          median, z, 0.5)

@@ -31,6 +31,7 @@ docs/camera-estimation.md.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 import warnings
@@ -172,6 +173,11 @@ class PhotonTransfer:
         Parameters that are poorly determined although the fit is good.
     data_range : tuple of float
         Pixel values the conservative model is valid over (ADU).
+    envelope : (ndarray, ndarray)
+        Lower envelope of the noise: levels (ADU) and lower confidence limits of the robust
+        (median) noise variance there (ADU²); the conservative model stays below it.
+    low : float
+        The data's 1st percentile: the conservative model's offset is never above it.
     """
 
     camera: CameraEstimate
@@ -187,6 +193,9 @@ class PhotonTransfer:
     skews: np.ndarray = field(default_factory=lambda: np.zeros(0))
     uncertain: tuple[str, ...] = ()
     data_range: tuple[float, float] = (0.0, 0.0)
+    envelope: tuple[np.ndarray, np.ndarray] = field(
+        default_factory=lambda: (np.zeros(0), np.zeros(0)))
+    low: float = 0.0
 
 
 # ------------------------------------------------------------------------------ public API
@@ -270,22 +279,26 @@ def photon_transfer(data, *, time_axis: int | None = None, gain: float | None = 
                                  read_noise) for w in counts]
     reps_a = np.array([r[:2] + r[3:] for r in reps]) if reps else np.zeros((0, 4))
     z = statistics.NormalDist().inv_cdf(confidence)
-    lo, hi = _data_range(a, time_axis)
+    lo, hi, low = _data_range(a, time_axis)
+    env_m, env_l = (ph.spatial_envelope(p, z) if time_axis is None else
+                    ph.temporal_envelope(a, int(time_axis), z))
+    env = (env_m, env_l - p.rounding)  # rounding adds to the measured variance, not the noise
     est, uncertain = _assemble(g, c, o_skew, dark, reps_a, p, gain, offset, read_noise, z,
-                               (lo, hi), confidence, problems)
+                               (lo, hi), confidence, problems, env, low)
     return PhotonTransfer(est, float(g), float(c), full.m[used], full.v[used],
                           full.n[used].astype(np.int64), float(r2), dark, p.method,
                           tuple(problems), full.k[used] / (p.kappa or 1.0), tuple(uncertain),
-                          (lo, hi))
+                          (lo, hi), env, low)
 
 
-def _data_range(a: np.ndarray, time_axis) -> tuple[float, float]:
-    """(0.01 %, max) of the unsaturated pixel values of a sample."""
+def _data_range(a: np.ndarray, time_axis) -> tuple[float, float, float]:
+    """(0.01 %, max, 1 %) of the unsaturated pixel values of a sample."""
     flat = ph.planes(a, 4 * ph.MAX_SAMPLES).ravel() if a.ndim >= 2 else a.ravel()
     flat = flat[~ph.saturation_mask(flat)] if flat.size else flat
     if flat.size == 0:
-        return 0.0, 0.0
-    return float(np.percentile(flat, 0.01)), float(flat.max())
+        return 0.0, 0.0, 0.0
+    lo, low = np.percentile(flat, [0.01, 1.0])
+    return float(lo), float(flat.max()), float(low)
 
 
 def _offset_rule(o_skew, dark, x0, se_skew, se_dark, offset, read_noise, g):
@@ -312,7 +325,7 @@ def _spread(values: np.ndarray) -> float:
 
 
 def _assemble(g, c, o_skew, dark, reps, p, gain, offset, read_noise, z, rng_xy, confidence,
-              problems):
+              problems, env=(np.zeros(0), np.zeros(0)), low=-math.inf):
     """Point estimate, standard errors, conservative model and uncertainty notes."""
 
     def sd(col: int) -> float:  # nan without replicates (fewer than 8 tiles): unknown
@@ -359,8 +372,16 @@ def _assemble(g, c, o_skew, dark, reps, p, gain, offset, read_noise, z, rng_xy, 
     lows = [o - z * se_o] if math.isfinite(se_o) else [x0]
     if src in ("dark level", "skew") and math.isfinite(o_skew) and math.isfinite(se_skew):
         lows.append(o_skew - z * se_skew)  # a dim region can pass for a dark one
-    cons = _chord_model(xa, xb, la, lb, g_lo, min(lows) if offset is None else float(offset),
-                        read_noise)
+    if problems:  # the fit (and its band) means nothing: the floor under the measured noise
+        # kernel residuals of a poor fit hold structure: they bound nothing from below
+        cons = _floor_model(*(env if p.method == "temporal" else _NO_ENVELOPE), xa, xb)
+    else:
+        cons = _chord_model(xa, xb, la, lb, g_lo,
+                            min(lows) if offset is None else float(offset), read_noise)
+        if offset is None and read_noise is None:
+            cons = _cap_offset(cons, low)
+        if p.method == "temporal":  # the robust per-pixel noise is a hard ceiling
+            cons = _cap_model(cons, *env)
     est = CameraEstimate(g, o, rn, gain_se=se_g, offset_se=se_o, read_noise_se=se_rn,
                          conservative=cons, method=p.method, offset_from=src,
                          confidence=confidence, problems=tuple(problems))
@@ -394,6 +415,66 @@ def _chord_model(xa, xb, la, lb, g_lo, o_lo, read_noise) -> CameraModel:
     else:
         oc = max(o_lo, x0c) if math.isfinite(o_lo) else x0c
     return CameraModel(gc, oc, math.sqrt(max((oc - x0c) / gc, 0.0)))
+
+
+_NO_ENVELOPE = (np.zeros(0), np.zeros(0))
+_FLOOR_VAR = 0.25  # ADU²: σ 0.5 ADU, every integer its own bin at q <= 1 (lossless)
+
+
+def _model_var(m: CameraModel, x) -> np.ndarray:
+    """Noise variance the model's transform assumes at ``x``: ``1/forward'(x)²`` (ADU²)."""
+    x = np.asarray(x, np.float64)
+    c = 0.375 + m.read_noise**2
+    return m.gain * np.maximum(x - m.offset, 0.0) + m.gain**2 * c
+
+
+def _cap_model(m: CameraModel, env_m: np.ndarray, env_l: np.ndarray) -> CameraModel:
+    """``m`` with its gain divided by ``r >= 1`` so that its variance is at or below the lower
+    envelope at every measured level: ``(g/r)·(x − o) + (g/r)²·c <= (g·(x − o) + g²·c)/r``,
+    so dividing the gain by r lowers the variance by at least r everywhere."""
+    if env_m.size == 0:
+        return m
+    r = float(np.max(_model_var(m, env_m) / np.maximum(env_l, 1e-12)))
+    if not r > 1.0:
+        return m
+    return CameraModel(max(m.gain / r, 1e-6), m.offset, m.read_noise)
+
+
+def _cap_offset(m: CameraModel, low: float) -> CameraModel:
+    """The offset no higher than the data's 1st percentile (a smaller read noise with it; the
+    line above ``x0`` is kept, so the variance only drops)."""
+    if not (math.isfinite(low) and m.offset > low):
+        return m
+    x0 = m.offset - m.gain * m.read_noise**2
+    if low >= x0:
+        return CameraModel(m.gain, low, math.sqrt((low - x0) / m.gain))
+    return m  # below the line's zero: the envelope cap bounds it
+
+
+def _floor_model(env_m: np.ndarray, env_l: np.ndarray, lo: float, hi: float) -> CameraModel:
+    """The model for a fit that determines nothing: offset at the data's 0.01 % value, no read
+    noise, and the largest gain whose variance ``g·(x − lo) + 3/8·g²`` stays at or below the
+    lower envelope at every measured level and below the top level's bound up to the data's
+    maximum (the noise grows with the level); without an envelope, σ <= 0.5 ADU (lossless)."""
+    if env_m.size == 0:
+        pts_x, pts_l = np.array([hi]), np.array([_FLOOR_VAR])
+    else:
+        top = int(np.argmax(env_m))
+        pts_x = np.append(env_m, max(hi, env_m[top]))
+        pts_l = np.append(env_l, env_l[top])
+    o = lo
+    if env_m.size >= 3:
+        # below the lowest measured level the noise falls at most at the gain: with a generous
+        # upper bound of it (1.5x the envelope's slope) the knee goes where the steepest
+        # plausible line through the lowest point reaches zero, not above
+        b = float(np.polyfit(env_m, env_l, 1)[0])
+        first = int(np.argmin(env_m))
+        if b > 0:
+            o = max(lo, float(env_m[first] - env_l[first] / (1.5 * b)))
+    d = np.maximum(pts_x - o, 0.0)
+    lim = np.maximum(pts_l, 1e-12)
+    g = (-d + np.sqrt(d * d + 1.5 * lim)) / 0.75  # g·d + 3/8·g² = lim
+    return CameraModel(float(np.clip(g.min(), 1e-6, 1e6)), o, 0.0)
 
 
 def _prefer_spatial(temporal: PhotonTransfer, spatial: PhotonTransfer, a: np.ndarray) -> bool:
@@ -458,7 +539,15 @@ def estimate_camera(data, *, time_axis: int | None = None, gain: float | None = 
         except UnsupportedDataError:
             sp = None
         if sp is not None and _prefer_spatial(pt, sp, a):
-            pt = sp
+            temporal, pt = pt, sp
+            # the pixel time series bound the noise from below whatever the frames' fit:
+            # a poor fit of both gets the floor under them, a good one is capped by them
+            env = temporal.envelope
+            cons = pt.camera.conservative
+            if pt.problems and env[0].size:
+                cons = _cap_model(_floor_model(*env, *pt.data_range), *env)
+            pt = dataclasses.replace(pt, camera=dataclasses.replace(pt.camera,
+                                                                    conservative=cons))
     est, problems, uncertain = pt.camera, pt.problems, pt.uncertain
     if problems:
         warnings.warn(

@@ -327,3 +327,20 @@ def test_cli_reports_the_estimate(tmp_path):
     assert info.exit_code == 0, info.output
     assert "estimated (gain 2.0" in info.output
     assert "coded with the conservative" in info.output
+
+
+# ------------------------------------------------ sparse sCMOS scenes: poor fits stay safe
+@pytest.mark.parametrize(("background", "hot", "time_axis"), [
+    (10.0, 0.01, 0), (10.0, 0.01, None), (2.0, 0.01, 0), (50.0, 0.02, 0), (10.0, 0.02, 0)])
+def test_conservative_is_safe_on_a_sparse_scmos_scene(background, hot, time_axis):
+    """A pixel-to-pixel random (sparse) scene from a per-pixel sensor with hot pixels: the
+    photon-transfer line is meaningless (R² ~0.5, gain 75 ± 30) and its lower band was far
+    ABOVE the noise (offset 350, 30 σ errors). The conservative model must stay at or below
+    the median camera's σ over the whole data range whatever the fit: here it is the floor
+    under the robust per-pixel temporal noise (or lossless without a time axis)."""
+    cam = ds.scmos_camera((128, 128), seed=0, hot_fraction=hot)
+    rng = np.random.default_rng(100)
+    x = ds.scmos_frames(cam, background + rng.gamma(0.3, 40.0, (128, 128)), frames=16, seed=10)
+    est = _estimate(x, time_axis=time_axis)
+    median = CameraModel(2.0, 100.0, 1.5)
+    assert _steeper_everywhere(est.conservative, median, *np.percentile(x, [0.01, 100]))
