@@ -8,8 +8,11 @@ For each dataset and method it reports the ratio (raw bytes / compressed bytes),
 decode speed (MB/s of raw data; best of a few runs after a warm-up run, so numba compilation is
 excluded) and the largest error in noise σ, ``max |forward(decoded) − forward(original)|`` with
 the dataset's camera model (0 for lossless). Lossless peers: zstd, Blosc2 (bitshuffle), JPEG-XL
-(per 2-D plane). Lossy peers at the same bound: SZ3 (pysz) with an absolute bound of q/2 in the
-stabilised domain (then inverse-transformed, rounded and clipped to the integer dtype, so its real
+lossless efforts 1, 7 and 9 and JPEG-LS (CharLS), each 2-D plane its own image (JPEG-XL on one
+thread, as bigcomp). Per-plane rows at q = 1 code each 2-D plane as its own chunk, bigcomp and
+JPEG-XL / JPEG-LS on the very same symbols (bigcomp's quantisation bins, reconstructed by its
+table: the same error). Lossy peers at the same bound: SZ3 (pysz) with an absolute bound of
+q/2 in the stabilised domain (then inverse-transformed, rounded and clipped to the integer dtype, so its real
 error may exceed q/2), and "VST + quantise + bitshuffle/zstd" (bigcomp's own tables, generic
 byte coder). The table goes to ``--out`` and to stdout.
 """
@@ -99,6 +102,41 @@ def bigcomp_method(q: float, order: str, coder: str, camera: CameraModel,
     return Method(name, q, enc, dec, f"{threads} chunks along axis 0, one per thread")
 
 
+def before_level_model(m: Method) -> Method:
+    """``m`` with the ``max`` coder's level model switched off while encoding (the coder as
+    before issue 21; decoding follows each chunk's flag), timed in the same run."""
+    from bigcomp.kernels import _level
+
+    def enc(a):
+        old = _level.MIN_PIXELS
+        _level.MIN_PIXELS = 1 << 62
+        try:
+            return m.encode(a)
+        finally:
+            _level.MIN_PIXELS = old
+
+    return Method(m.name + ", neighbour contexts (before)", m.q, enc, m.decode,
+                  "the max coder before issue 21")
+
+
+def one_thread(m: Method) -> Method:
+    """``m`` with numba on one thread (as the peers' rows: JPEG-XL runs on one thread here)."""
+    import numba
+
+    def run(fn):
+        def wrapped(x):
+            old = numba.get_num_threads()
+            numba.set_num_threads(1)
+            try:
+                return fn(x)
+            finally:
+                numba.set_num_threads(old)
+        return wrapped
+
+    return Method(m.name + " (1 thread)", m.q, run(m.encode), run(m.decode),
+                  (m.note + "; " if m.note else "") + "numba on one thread")
+
+
 def zstd_method(level: int) -> Method:
     cctx, dctx = zstandard.ZstdCompressor(level=level), zstandard.ZstdDecompressor()
 
@@ -129,18 +167,86 @@ def blosc_method(codec: str) -> Method:
     return Method(f"blosc2 bitshuffle+{codec} (clevel 5)", 0, enc, dec)
 
 
+def _planes(a: np.ndarray) -> np.ndarray:
+    return a.reshape(-1, a.shape[-2], a.shape[-1])
+
+
 def jxl_method(effort: int) -> Method:
     holder: dict[str, Any] = {}
 
     def enc(a):
         holder["shape"] = a.shape
-        planes = a.reshape(-1, a.shape[-2], a.shape[-1])
-        return [imagecodecs.jpegxl_encode(p, lossless=True, effort=effort) for p in planes]
+        return [imagecodecs.jpegxl_encode(p, lossless=True, effort=effort, numthreads=1)
+                for p in _planes(a)]
 
     def dec(bufs):
-        return np.stack([imagecodecs.jpegxl_decode(b) for b in bufs]).reshape(holder["shape"])
+        return np.stack([imagecodecs.jpegxl_decode(b, numthreads=1) for b in bufs]).reshape(
+            holder["shape"])
 
-    return Method(f"JPEG-XL lossless effort {effort}", 0, enc, dec, "per 2-D plane")
+    return Method(f"JPEG-XL lossless effort {effort}", 0, enc, dec, "per 2-D plane, 1 thread")
+
+
+def jpegls_method() -> Method:
+    holder: dict[str, Any] = {}
+
+    def enc(a):
+        holder["shape"] = a.shape
+        return [imagecodecs.jpegls_encode(np.ascontiguousarray(p)) for p in _planes(a)]
+
+    def dec(bufs):
+        return np.stack([imagecodecs.jpegls_decode(b) for b in bufs]).reshape(holder["shape"])
+
+    return Method("JPEG-LS (CharLS) lossless", 0, enc, dec, "per 2-D plane")
+
+
+def plane_bins_method(q: float, camera: CameraModel, peer: str) -> Method:
+    """A lossless image coder on bigcomp's quantisation bins, plane by plane (the symbols
+    bigcomp's ``qp`` order codes); decoded through bigcomp's reconstruction table."""
+    holder: dict[str, Any] = {}
+    if peer == "jpegls":
+        code, uncode, name = imagecodecs.jpegls_encode, imagecodecs.jpegls_decode, "JPEG-LS"
+    else:
+        effort = int(peer)
+        name = f"JPEG-XL effort {effort}"
+
+        def code(p):
+            return imagecodecs.jpegxl_encode(p, lossless=True, effort=effort, numthreads=1)
+
+        def uncode(b):
+            return imagecodecs.jpegxl_decode(b, numthreads=1)
+
+    def enc(a):
+        t = quantisation_tables(camera, q, a.dtype.name)
+        holder.update(shape=a.shape, rec=t.rec)
+        k = t.bin[a].astype(np.uint16)
+        return [code(np.ascontiguousarray(p)) for p in _planes(k)]
+
+    def dec(bufs):
+        k = np.stack([uncode(b) for b in bufs])
+        return holder["rec"][k].reshape(holder["shape"])
+
+    return Method(f"{name} on bigcomp's bins, per plane", q, enc, dec,
+                  "each 2-D plane its own image, same symbols as bigcomp")
+
+
+def bigcomp_plane_method(q: float, coder: str, camera: CameraModel) -> Method:
+    """bigcomp with each 2-D plane its own chunk."""
+    kw = {"q": q, "camera": camera if q else None, "coder": coder}
+
+    def enc(a):
+        return [bigcomp.encode_chunk(p, **kw) for p in _planes(a)]
+
+    holder: dict[str, Any] = {}
+
+    def enc_keep(a):
+        holder["shape"] = a.shape
+        return enc(a)
+
+    def dec(bufs):
+        return np.stack([bigcomp.decode_chunk(b) for b in bufs]).reshape(holder["shape"])
+
+    return Method(f"bigcomp {coder}" + (" qp" if q else "") + " per plane", q, enc_keep, dec,
+                  "each 2-D plane its own chunk")
 
 
 def _sz3_roundtrip(y: np.ndarray, bound: float) -> tuple[np.ndarray, np.ndarray]:
@@ -221,11 +327,23 @@ def vst_blosc_method(q: float, camera: CameraModel) -> Method:
 
 def methods_for(ds: Dataset, quick: bool) -> list[Method]:
     cam = ds.camera
-    out = [bigcomp_method(0, "qp", "max", cam), bigcomp_method(0, "qp", "rice", cam),
+    out = [bigcomp_method(0, "qp", "max", cam),
+           before_level_model(bigcomp_method(0, "qp", "max", cam)),
+           one_thread(bigcomp_method(0, "qp", "max", cam)),
+           one_thread(before_level_model(bigcomp_method(0, "qp", "max", cam))),
+           bigcomp_method(0, "qp", "rice", cam),
            bigcomp_method(0, "qp", "fast", cam), zstd_method(3), zstd_method(19), blosc_method("lz4"), blosc_method("zstd"),
-           jxl_method(1), jxl_method(7)]
+           jxl_method(1), jxl_method(7), jxl_method(9), jpegls_method()]
+    # each 2-D plane its own chunk / image, the same quantised symbols (issue 21)
+    out += [bigcomp_plane_method(1.0, "max", cam),
+            before_level_model(bigcomp_plane_method(1.0, "max", cam)),
+            plane_bins_method(1.0, cam, "9"),
+            plane_bins_method(1.0, cam, "7"), plane_bins_method(1.0, cam, "jpegls")]
     for q in (1.0,) if quick else (1.0, 2.0):
-        out += [bigcomp_method(q, "qp", "max", cam), bigcomp_method(q, "qp", "rice", cam),
+        out += [bigcomp_method(q, "qp", "max", cam)]
+        if q == 1.0:  # whole stacks keep the neighbour contexts: the same bytes, timed again
+            out.append(before_level_model(bigcomp_method(q, "qp", "max", cam)))
+        out += [bigcomp_method(q, "qp", "rice", cam),
                 bigcomp_method(q, "qp", "fast", cam), bigcomp_method(q, "pq", "max", cam), sz3_method(q, cam),
                 sz3_method(q, cam, verified=True),
                 vst_blosc_method(q, cam)]
@@ -367,7 +485,91 @@ def render(rows: list[Row], datasets: list[Dataset], quick: bool, elapsed: float
                      f"{'✓' if fs.enc >= 1000 else '✗'} | {mark(fs.ratio / mx.ratio, 0.9)} | "
                      f"{rc.enc:.0f} {'✓' if rc.enc >= 1000 else '✗'} | "
                      f"{mark(rc.ratio / mx.ratio, 0.9)} |")
+    lines += _lossless_targets(rows, datasets)
+    lines.append(LEVEL_MODEL_NOTES)
     return "\n".join(lines) + "\n"
+
+
+# What the research prototypes measured (issue 21; benchmarks/research/lossless_*.py, 8 planes
+# of each set, the first plane for "2-D q=1"): estimated payload of bigcomp's own residuals
+# under each model, change against the max coder of before (negative: smaller). Kept as text:
+# the prototypes take minutes, this table is their record.
+LEVEL_MODEL_NOTES = """
+## The level model (issue 21)
+
+Lossless and single-plane `max` chunks code each residual with the frequency table of its own
+prediction's *level* (quantiles of the predicted value; a camera pixel's noise grows with its
+signal) and add a bias per level (the level's mean residual, 1/16 of a value); prediction and
+rANS decoding are one fused loop, two rows at a time (format version 6, chunk flag bit 2; spec
+in `bigcomp/kernels/_level.py`). On one thread it decodes as fast as the neighbour contexts or
+faster; with a free second core the neighbour contexts decode their entropy pass in parallel
+and stay ahead on large stacks (STORM, brain: 10-20 %): a prediction run of the level model
+decodes on one thread. Chunks with rows narrower than 32 pixels (the lattice set's 11 x 13
+planes) keep the neighbour contexts (decoding them one row at a time is 25 % slower). Whole
+stacks at q > 0 keep the neighbour contexts too (the level model takes 0.4-8 % off them, but
+encodes about a third slower, and their ratio already leads every peer). What each idea measured
+(`benchmarks/research/lossless_models.py`, `lossless_predictors.py`, `lossless_design.py`;
+estimated payload against the `max` coder of before; 8 planes of each set):
+
+| idea | synthetic lossless | membrane lossless | STORM lossless | CCD lossless | synthetic 2-D q=1 | membrane 2-D q=1 | STORM 2-D q=1 | cost | kept |
+|---|---|---|---|---|---|---|---|---|---|
+| neighbour-token contexts at the chunk's quantiles (not fixed thresholds) | −2.9 % | −4.1 % | −0.1 % | −0.6 % | +0.7 % | −0.2 % | +0.8 % | none | superseded |
+| level of the prediction, 16 quantile contexts | −5.3 % | −6.7 % | −0.7 % | −1.4 % | −0.9 % | −2.4 % | −0.9 % | decoder fuses prediction and rANS | yes |
+| + bias per level (static, in the payload) | −8.0 % | −7.1 % | −1.2 % | −1.7 % | −4.2 % | −5.2 % | −1.9 % | one look-up per pixel | yes |
+| 32 levels instead of 16 (with bias) | −0.3 % | −0.0 % | −0.1 % | −0.0 % | −0.0 % | +0.1 % | 0.0 % | 5 bytes a level | chunks ≥ 1 Mpx |
+| level from the taps off the current row (decoding as before: entropy, then prediction) | +1.9 % | +0.8 % | +0.3 % | +0.2 % | +2.7 % | +3.7 % | +0.6 % | none | no |
+| level with the west pixel replaced by the west-west one (shorter decode chain) | +2.7 % | +0.5 % | +0.3 % | +0.2 % | +3.0 % | +3.4 % | +0.1 % | none | no |
+| × neighbour activity (residual magnitudes, JPEG-LS gradients), 2-8 bins | +0.3-0.6 % | +0.4-0.5 % | +0.4-0.6 % | +0.1-0.2 % | +0.4-1.3 % | +0.6-1.5 % | +0.4-1.4 % | more tables | no |
+| adaptive frequencies instead of two-pass static tables | −0.1 % | −0.4 % | 0.0 % | 0.0 % | −0.4 % | −0.7 % | −0.4 % | a search per decoded symbol | no |
+| HybridUint 4-2-0 tokens instead of 4-1-0 | −0.3 % | −0.0 % | −0.2 % | −0.2 % | 0.0 % | 0.0 % | 0.0 % | larger tables | no |
+| JPEG XL's weighted predictor instead of least squares (2-D) | +1.8 % | −0.1 % | — | — | +5.5 % | +1.4 % | — | serial encoder | no |
+| least squares and weighted predictor mixed by recent error (2-D) | −0.2 % | −0.3 % | — | — | +1.2 % | −0.1 % | — | serial encoder | no |
+| 24-tap 2-D least squares instead of 12 (before bias) | +2.3 % | +0.1 % | — | — | −1.2 % | +0.5 % | — | taps in the header, predictor choice | no (left) |
+| two to four least-squares predictors, one per level class (2-D) | — | — | — | — | −1.0 % | −1.0 % | — | taps in the header, a second prediction | no (left) |
+| bias per level × sign of the west and north residuals (2-D) | — | — | — | — | −0.1 % | −1.2 % | −0.1 % | longer decode chain | no (left) |
+
+Estimated payloads (ideal code lengths plus table bytes, as the coder stores them); the membrane
+numbers of the 2-D rows come from the camera model estimated when they ran (its estimate has
+changed since; the ratios below are from this run).
+"""
+
+
+def _lossless_targets(rows: list[Row], datasets: list[Dataset]) -> list[str]:
+    """Issue 21: lossless ``max`` against JPEG-XL effort 9 and 7 and JPEG-LS (each per plane),
+    encode speed against JPEG-XL effort 9's, and each plane its own chunk at q = 1 against the
+    image coders on the same symbols."""
+    out = ["", "## Lossless and single-plane targets", "",
+           ("| dataset | lossless max / JPEG-XL e9 (≥ 1) | ... / JPEG-LS (≥ 1) | ... / JPEG-XL e7 "
+            "| max encode / JPEG-XL e9 encode, 1 thread (≥ 100) | max decode / before, 1 thread "
+            "(≥ 1) | ... default threads (≥ 1) "
+            "| per-plane q=1 max / JPEG-XL e9 (≥ 1) | ... / JPEG-XL e7 | ... / JPEG-LS |"),
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for d in datasets:
+        get = {(r.method, r.q): r for r in rows if r.dataset == d.name}
+        l1 = get.get(("bigcomp max (1 thread)", 0.0))
+        b1 = get.get(("bigcomp max, neighbour contexts (before) (1 thread)", 0.0))
+        ll = get.get(("bigcomp max", 0.0))
+        bf = get.get(("bigcomp max, neighbour contexts (before)", 0.0))
+        e9, e7 = get.get(("JPEG-XL lossless effort 9", 0.0)), get.get(
+            ("JPEG-XL lossless effort 7", 0.0))
+        ls = get.get(("JPEG-LS (CharLS) lossless", 0.0))
+        pp = get.get(("bigcomp max qp per plane", 1.0))
+        p9 = get.get(("JPEG-XL effort 9 on bigcomp's bins, per plane", 1.0))
+        p7 = get.get(("JPEG-XL effort 7 on bigcomp's bins, per plane", 1.0))
+        pls = get.get(("JPEG-LS on bigcomp's bins, per plane", 1.0))
+        if not (l1 and b1 and ll and bf and e9 and e7 and ls and pp and p9 and p7 and pls):
+            continue
+
+        def mark(value: float, target: float | None) -> str:
+            tick = "" if target is None else " ✓" if value >= target else " ✗"
+            return f"{value:.3f}{tick}" if value < 10 else f"{value:.0f}{tick}"
+
+        out.append(f"| {d.name} | {mark(ll.ratio / e9.ratio, 1)} | {mark(ll.ratio / ls.ratio, 1)} "
+                   f"| {mark(ll.ratio / e7.ratio, None)} | {mark(l1.enc / e9.enc, 100)} "
+                   f"| {mark(l1.dec / b1.dec, 1)} | {mark(ll.dec / bf.dec, 1)} "
+                   f"| {mark(pp.ratio / p9.ratio, 1)} | {mark(pp.ratio / p7.ratio, None)} "
+                   f"| {mark(pp.ratio / pls.ratio, None)} |")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

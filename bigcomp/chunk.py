@@ -23,6 +23,8 @@ from .kernels import _coders, _rice
 from .kernels._dpcm import FRACTION_BITS, dpcm_decode, dpcm_encode
 from .kernels._fused import decode_fast_fused, encode_fast_fused
 from .kernels._fused_rice import decode_rice_fused, encode_rice_fused
+from .kernels._level import encode_level, level_model_applies
+from .kernels._level_dec import decode_level
 from .kernels._lookup import lookup
 from .kernels._numba import cores_free, use_parallel
 from .kernels._pixelmodel import dequantise_classes, quantise_classes
@@ -278,12 +280,19 @@ def encode_chunk(
 
     # predict and code
     orient = oriented_residuals(coder, order)
+    level = False
     if a.size == 0:
         intra, inter = _NO_TAPS, _NO_TAPS
         symbols = np.empty(0, np.uint32)
     else:
         intra, inter = predictor_for(k, nz, lo, hi, coder, order)
-        if order == "qp" and coder != "max":  # residuals never leave the cache
+        # the max coder's level model (format version 6): lossless and single-plane chunks
+        level = coder == "max" and order == "qp" and level_model_applies(shape3, lo, hi, q)
+        if level:
+            payload = encode_level(k, nz, intra.as_arrays(), inter.as_arrays(), lo, hi,
+                                   parallel=parallel)
+            level = payload is not None  # else every symbol is the same: the 5-byte payload
+        if level or (order == "qp" and coder != "max"):  # residuals never leave the cache
             symbols = None
         elif order == "qp":
             symbols = predict_encode(
@@ -305,7 +314,9 @@ def encode_chunk(
             n_offsets = offsets.size
             symbols = np.concatenate([symbols, _coders.zigzag(offsets).astype(np.uint32)])
     row_length = max(1, shape3[2])  # an empty axis codes nothing, in rows of any length
-    if coder == "fast" and symbols is None:
+    if level:
+        pass  # the level model's payload, made above
+    elif coder == "fast" and symbols is None:
         payload = encode_fast_fused(
             k, nz, intra.as_arrays(), inter.as_arrays(), lo, hi, parallel=parallel
         )
@@ -336,6 +347,7 @@ def encode_chunk(
         escape_offsets=n_offsets,
         exact=escapes.size if escapes.dtype == EXACT_DTYPE else 0,
         pixel_model=model_bytes if model is not None else b"",
+        level_model=level,
     )
     return pack_chunk(header, payload, escapes)
 
@@ -498,7 +510,8 @@ def decode_chunk(buf, out: np.ndarray | None = None, *, expect: dict | None = No
     dtype = header.dtype
     parallel = use_parallel() and n >= PARALLEL_MIN_SIZE and cores_free()
     # qp order + fast or rice coder: unpacking is fused with prediction (no symbol array)
-    fused = n > 0 and header.coder != "max" and (header.mode == "lossless" or header.order == "qp")
+    fused = n > 0 and (header.coder != "max" or header.level_model) and (
+        header.mode == "lossless" or header.order == "qp")
     try:
         if fused:
             symbols = None
@@ -539,7 +552,10 @@ def decode_chunk(buf, out: np.ndarray | None = None, *, expect: dict | None = No
         # lossless: k is the result; lossy: an intermediate, kept in scratch
         k_out = None if header.mode == "lossless" else scratch("k", n, k_dtype)
         try:
-            if fused and header.coder == "rice":
+            if header.level_model:
+                k = decode_level(payload, shape3, nz, intra, inter, lo, hi, dtype=k_dtype,
+                                 parallel=parallel, out=k_out)
+            elif fused and header.coder == "rice":
                 k = decode_rice_fused(payload, shape3, nz, intra, inter, lo, hi, dtype=k_dtype,
                                       orient=header.oriented, parallel=parallel, out=k_out)
             elif fused:

@@ -1,6 +1,6 @@
 """The chunk bitstream: header layout, versioning and checksum.
 
-Every encoded chunk stands alone. Layout of format versions 1 to 4 (all little-endian)::
+Every encoded chunk stands alone. Layout of format versions 1 to 6 (all little-endian)::
 
     offset  size        field
     0       4           magic b"BGCP"
@@ -14,7 +14,8 @@ Every encoded chunk stands alone. Layout of format versions 1 to 4 (all little-e
     8       1           dtype: 1 uint8, 2 uint16, 3 float32
     9       1           ndim (0..32)
     10      2           flags (version >= 5; before: reserved, 0): bit 0 residuals oriented,
-                        the other bits 0
+                        bit 1 (version >= 6) a per-pixel noise model follows, bit 2
+                        (version >= 6) the ``max`` payload is the level model; the others 0
     12      4·ndim      shape, uint32 each
     ..      4           planes per prediction run (uint32): plane p is predicted from plane p-1
                         unless p is a multiple of it; runs decode independently (in parallel)
@@ -23,9 +24,11 @@ Every encoded chunk stands alone. Layout of format versions 1 to 4 (all little-e
     ..      8·n         taps, intra then inter: dp, dy, dx (int8), pad, coefficient (int32)
     ..      8           payload length in bytes (uint64)
     ..      8           number of escapes (uint64)
+    ..      8           noise model length in bytes (uint64; only with flag bit 1)
     ..      payload     entropy-coded residuals
     ..      escapes     exact values (DPCM escapes), in the data's dtype (none from version 4);
                         from version 5, in float32 chunks, (u64 flat index, f32 value) pairs
+    ..      model       per-pixel noise classes and maps (flag bit 1; bigcomp.pixelmodel)
     end-4   4           CRC32C of everything before it
 
 Version 3 changes no field: in quantise-then-predict chunks of version >= 3 the residuals are
@@ -44,6 +47,14 @@ reconstruction of a pixel's quantised value would miss the bound (float32 is coa
 step where the transform is steep), the encoder stores the pixel's value itself: 12 bytes per
 pixel, ``(index, value)`` with strictly increasing flat indices, overwriting the decoded value.
 Chunks without such pixels keep their older version.
+
+Version 6 adds per-pixel noise models (sCMOS camera maps) to integer within-noise-level
+quantise-then-predict chunks (flag bit 1): noise classes, each with its own integer table, and
+per-pixel class and integer offset maps, inline or kept once per array and referenced by digest
+(:mod:`bigcomp.pixelmodel`). It also adds the ``max`` coder's *level model* to integer
+quantise-then-predict chunks (flag bit 2, lossless or WNL; the residuals are oriented): each
+residual's context is the level of its own prediction, plus a bias per level; the payload
+layout is in :mod:`bigcomp.kernels._level`.
 
 A reader checks, in order: length, magic, version (a newer version raises
 :class:`~bigcomp.errors.FormatVersionError` if the checksum holds; a damaged chunk whose version
@@ -83,6 +94,8 @@ _FIXED = struct.Struct("<4sBBBBBBH")
 FLAGS_VERSION = 5  # the reserved field holds flags from this version on
 FLAG_ORIENTED = 1
 FLAG_PIXEL_MODEL = 1 << 1  # a per-pixel noise model section follows (version >= 6)
+FLAG_LEVEL_MODEL = 1 << 2  # the max payload is the level model (kernels/_level.py; version >= 6)
+LEVEL_MODEL_VERSION = 6
 PIXEL_MODEL_VERSION = 6
 _MODEL_LENGTH = struct.Struct("<Q")
 _PARAMS = struct.Struct("<dddd")
@@ -117,6 +130,7 @@ class ChunkHeader:
     escape_offsets: int = 0  # escapes coded as offsets after the pixels' symbols (version >= 4)
     exact: int = 0  # float32 pixels stored exactly as (index, value) pairs (version >= 5)
     pixel_model: bytes = b""  # per-pixel noise classes and maps (version >= 6)
+    level_model: bool = False  # max payload with level contexts (version >= 6)
 
 
 def _pack_taps(taps: Taps) -> bytes:
@@ -145,7 +159,8 @@ def pack_chunk(header: ChunkHeader, payload: bytes, escapes: np.ndarray) -> byte
             DTYPES[dtype],
             len(header.shape),
             (FLAG_ORIENTED if header.oriented and version >= FLAGS_VERSION else 0)
-            | (FLAG_PIXEL_MODEL if header.pixel_model else 0),
+            | (FLAG_PIXEL_MODEL if header.pixel_model else 0)
+            | (FLAG_LEVEL_MODEL if header.level_model else 0),
         ),
         struct.pack(f"<{len(header.shape)}I", *header.shape),
         _RUN.pack(header.run),
@@ -177,10 +192,15 @@ def chunk_version(header: ChunkHeader) -> int:
                                or np.dtype(header.dtype).kind != "u"):
         raise ValueError("only integer within-noise-level quantise-then-predict chunks have a "
                          "per-pixel noise model")
+    if header.level_model and (header.coder != "max" or header.order != "qp"
+                               or not header.oriented or np.dtype(header.dtype).kind != "u"):
+        raise ValueError("only integer max quantise-then-predict chunks (oriented residuals) "
+                         "have the level model")
     return max(CODER_VERSION[header.coder], ORIENTED_VERSION if header.oriented else 1,
                OFFSETS_VERSION if header.escape_offsets else 1,
                EXACT_VERSION if header.exact else 1,
-               PIXEL_MODEL_VERSION if header.pixel_model else 1)
+               PIXEL_MODEL_VERSION if header.pixel_model else 1,
+               LEVEL_MODEL_VERSION if header.level_model else 1)
 
 
 class _Reader:
@@ -267,6 +287,10 @@ def unpack_chunk(buf) -> tuple[ChunkHeader, memoryview, np.ndarray]:
     if (version >= PIXEL_MODEL_VERSION and order == ORDERS["qp"] and mode == MODES["wnl"]
             and dtype_code in (DTYPES[np.dtype("uint8")], DTYPES[np.dtype("uint16")])):
         allowed |= FLAG_PIXEL_MODEL
+    if (version >= LEVEL_MODEL_VERSION and order == ORDERS["qp"] and coder == CODERS["max"]
+            and flags & FLAG_ORIENTED
+            and dtype_code in (DTYPES[np.dtype("uint8")], DTYPES[np.dtype("uint16")])):
+        allowed |= FLAG_LEVEL_MODEL
     if flags & ~allowed:
         raise CorruptChunkError(f"corrupt bigcomp chunk: flags {flags:#x} in version {version}")
     try:
@@ -347,7 +371,7 @@ def unpack_chunk(buf) -> tuple[ChunkHeader, memoryview, np.ndarray]:
         run, oriented=bool(flags & FLAG_ORIENTED) if version >= FLAGS_VERSION else (
             version >= ORIENTED_VERSION and order_s == "qp"),
         escape_offsets=n_escapes if offsets else 0, exact=n_values if exact else 0,
-        pixel_model=pixel_model,
+        pixel_model=pixel_model, level_model=bool(flags & FLAG_LEVEL_MODEL),
     )
     return header, payload, escapes
 

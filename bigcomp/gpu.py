@@ -2,8 +2,13 @@
 
 :func:`encode_chunk_gpu` runs every stage of :func:`bigcomp.encode_chunk` on the device
 (quantisation look-up or float transform, prediction, the ``fast``, ``rice`` or ``max`` coder) and returns
-the very bytes the CPU writes; :func:`decode_chunk_gpu` decodes any chunk (CPU- or GPU-written)
-into a device array. Only small things happen on the host: the predictor choice (the CPU's
+the very bytes the CPU writes, with one exception: where the CPU gives a ``max`` chunk the
+level model (format version 6: lossless and single-plane chunks of at least 4096 pixels in rows
+of at least 32, see :mod:`bigcomp.kernels._level`), the GPU writes the neighbour-context
+``max`` payload (0.5-9 % larger; the level model's fused prediction and entropy decoding is one
+sequential chain per row pair: no GPU kernel); every bigcomp decodes both.
+:func:`decode_chunk_gpu` decodes any chunk (CPU- or GPU-written) into a device array (level-model
+chunks on the host). Only small things happen on the host: the predictor choice (the CPU's
 :func:`~bigcomp.predictors.choose_predictor` on a sample copied from the device), the ``max``
 coder's frequency tables (from a device histogram), the header and the CRC.
 
@@ -155,8 +160,9 @@ def encode_chunk_gpu(
         Only the parallel quantise-then-predict order has GPU kernels.
     rows_per_segment : int, optional
         ``max`` coder only. ``None`` (default) makes the CPU's segments, so the chunk is byte for
-        byte the CPU's; smaller values make more, shorter rANS segments (faster GPU decoding,
-        slightly larger chunks) that every bigcomp decoder reads.
+        byte the CPU's (where the CPU does not use the level model); smaller values make more,
+        shorter rANS segments (faster GPU decoding, slightly larger chunks) that every bigcomp
+        decoder reads.
 
     Returns
     -------
@@ -314,8 +320,9 @@ def decode_chunk_gpu(buf, *, out=None, expect: dict | None = None, noise_maps=No
 
     Notes
     -----
-    Chunks of the ``pq`` order and chunks with per-pixel noise classes (format version 6)
-    have no GPU decoder: they are decoded on the CPU and copied to the device.
+    Chunks of the ``pq`` order, chunks with per-pixel noise classes and ``max`` chunks of the
+    level model (format version 6) have no GPU decoder: they are decoded on the CPU and copied
+    to the device.
     """
     from .chunk import _as_3d, check_header, decode_chunk, decoding_parameters
     from .format import unpack_chunk
@@ -329,7 +336,8 @@ def decode_chunk_gpu(buf, *, out=None, expect: dict | None = None, noise_maps=No
         check_header(header, expect)
     dtype = header.dtype
     n = math.prod(header.shape)
-    if n == 0 or (header.mode == "wnl" and header.order == "pq") or header.pixel_model:
+    if (n == 0 or (header.mode == "wnl" and header.order == "pq") or header.pixel_model
+            or header.level_model):
         result = C.to_device(decode_chunk(raw, noise_maps=noise_maps).reshape(-1))
         return _deliver(result.reshape(header.shape) if n else result, header, out)
     shape3, _ = _as_3d(header.shape)

@@ -46,6 +46,8 @@ Payload::
 
     u8  mode              0: all symbols equal -> u32 value follows, end (5 bytes)
                           1: rANS, the rest of this list follows
+                          (2: the level model of chunks with flag bit 2, a payload of
+                          prediction and coding together: :mod:`bigcomp.kernels._level`)
     u32 rows_per_segment  (>= 1)
     u8  ntab              number of frequency tables (1..8)
     u8  table[8]          table index (< ntab) used by each context

@@ -6,6 +6,8 @@ holds the numba kernels and the (de)serialisation of the frequency tables.
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 from numba import prange
@@ -454,34 +456,80 @@ _dec_par, _dec_ser = pjit(_dec_kernel)
 
 
 def merge_contexts(counts: np.ndarray) -> np.ndarray:
-    """Table index of each context: adjacent contexts are merged greedily (largest gain first,
-    ties to the lowest index) while the estimated size (entropy + table bits) drops."""
-    groups = [[c] for c in range(NCTX)]
-    hs = [counts[c].astype(np.float64) for c in range(NCTX)]
+    """Table index of each context (a row of ``counts``; ``NCTX`` of them for the neighbour
+    contexts, one per level for the level model): adjacent contexts are merged greedily
+    (largest gain first, ties to the lowest index) while the estimated size (entropy + table
+    bits) drops. Scalar loops in a fixed order: the same choice in every run (the GPU encoder
+    calls this too)."""
+    table = np.empty(counts.shape[0], np.int64)
+    _merge_kernel(np.ascontiguousarray(counts, dtype=np.float64), table)
+    return table
 
-    def cost(h):
-        nz = h[h > 0]
-        return 8 * (9 + 2 * max(nz.size - 1, 0)) + float((nz * np.log2(h.sum() / nz)).sum())
 
-    costs = [cost(h) for h in hs]
-    while len(hs) > 1:
-        deltas = [cost(hs[j] + hs[j + 1]) - costs[j] - costs[j + 1] for j in range(len(hs) - 1)]
-        j = int(np.argmin(deltas))
+@jit
+def _table_cost(h):
+    """Estimated bits of a table's symbols (ideal code lengths) plus its serialised size."""
+    total = 0.0
+    m = 0
+    for t in range(h.size):
+        if h[t] > 0:
+            total += h[t]
+            m += 1
+    bits = 8.0 * (9 + 2 * max(m - 1, 0))
+    for t in range(h.size):
+        if h[t] > 0:
+            bits += h[t] * math.log2(total / h[t])
+    return bits
+
+
+@jit
+def _merge_kernel(counts, table):
+    n = counts.shape[0]
+    hs = counts.copy()
+    first = np.arange(n)  # first context of each group
+    costs = np.empty(n)
+    for j in range(n):
+        costs[j] = _table_cost(hs[j])
+    deltas = np.empty(max(n - 1, 0))
+    for j in range(n - 1):
+        deltas[j] = _table_cost(hs[j] + hs[j + 1]) - costs[j] - costs[j + 1]
+    m = n
+    while m > 1:
+        j = 0
+        for i in range(1, m - 1):
+            if deltas[i] < deltas[j]:
+                j = i
         if deltas[j] >= 0:
             break
-        hs[j : j + 2] = [hs[j] + hs[j + 1]]
-        groups[j : j + 2] = [groups[j] + groups[j + 1]]
-        costs[j : j + 2] = [cost(hs[j])]
-    table = np.empty(NCTX, np.int64)
-    for g, members in enumerate(groups):
-        table[members] = g
-    return table
+        hs[j] += hs[j + 1]
+        costs[j] = _table_cost(hs[j])
+        for i in range(j + 1, m - 1):  # close the gap
+            hs[i] = hs[i + 1]
+            costs[i] = costs[i + 1]
+            first[i] = first[i + 1]
+        for i in range(j, m - 2):
+            deltas[i] = deltas[i + 1]
+        m -= 1
+        # only the merges next to the new group change
+        for i in (j - 1, j):
+            if 0 <= i < m - 1:
+                deltas[i] = _table_cost(hs[i] + hs[i + 1]) - costs[i] - costs[i + 1]
+    for g in range(m):
+        end = first[g + 1] if g + 1 < m else n
+        for c in range(first[g], end):
+            table[c] = g
 
 
 def tables_to_bytes(table: np.ndarray, freqs: np.ndarray) -> bytes:
     """Serialise ``ntab``, the context -> table map and the tables: per table a 9-byte token
     bitmask and the u16 frequencies of its tokens except the last (implied)."""
-    parts = [bytes([freqs.shape[0]]), table.astype(np.uint8).tobytes()]
+    return bytes([freqs.shape[0]]) + table.astype(np.uint8).tobytes() + freqs_to_bytes(freqs)
+
+
+def freqs_to_bytes(freqs: np.ndarray) -> bytes:
+    """Per table (row of ``freqs``) a 9-byte token bitmask and the u16 frequencies of its
+    present tokens except the last (implied: the row sums to ``PSCALE``)."""
+    parts = []
     for f in freqs:
         present = f > 0
         parts.append(np.packbits(present, bitorder="little").tobytes())
@@ -498,6 +546,12 @@ def tables_from_bytes(buf: np.ndarray, pos: int) -> tuple[np.ndarray, np.ndarray
     pos += 1 + NCTX
     if not 1 <= ntab <= NCTX or (table >= ntab).any():
         raise ValueError("corrupt bigcomp payload: bad context map")
+    freqs, pos = freqs_from_bytes(buf, pos, ntab)
+    return table, freqs, pos
+
+
+def freqs_from_bytes(buf: np.ndarray, pos: int, ntab: int) -> tuple[np.ndarray, int]:
+    """Parse ``ntab`` tables of :func:`freqs_to_bytes` at ``buf[pos:]``; returns (freqs, end)."""
     freqs = np.zeros((ntab, NTOK), np.int64)
     for r in range(ntab):
         if pos + 9 > buf.size:
@@ -515,4 +569,4 @@ def tables_from_bytes(buf: np.ndarray, pos: int) -> tuple[np.ndarray, np.ndarray
         if (f < 1).any() or last < 1:
             raise ValueError("corrupt bigcomp payload: bad frequencies")
         freqs[r, present[:NTOK]] = np.append(f, last)
-    return table, freqs, pos
+    return freqs, pos

@@ -22,6 +22,7 @@ pytest.importorskip("numba.cuda", reason="numba-cuda is not installed")
 
 import bigcomp
 from bigcomp import CameraModel, decode_chunk, encode_chunk
+from bigcomp.format import FLAG_LEVEL_MODEL
 from bigcomp.kernels import _coders, _rans, _rice
 from bigcomp.kernels._lookup import lookup
 from bigcomp.kernels._predict import predict_decode, predict_encode
@@ -68,6 +69,8 @@ def _chunk_cases():
 
 
 CHUNK_CASES = _chunk_cases()
+# a plane the CPU codes with the max coder's level model (format version 6; >= 4096 pixels)
+LEVEL_CASE = ((64, 72), "uint16", 0.0, "max")
 LITTLE_SEG = 64  # _rans.SEG_TARGET for the multi-segment max cases (CPU and GPU alike)
 
 
@@ -170,6 +173,7 @@ def sim(tmp_path_factory):
     for case in CHUNK_CASES:
         shape, dtype, q, coder = case
         add(("chunk", case), "chunk", data=_image(shape, dtype), **_kw(q, coder))
+    add(("chunk", LEVEL_CASE), "chunk", data=_image(LEVEL_CASE[0], "uint16"), **_kw(0.0, "max"))
     for path in FIXTURE_CHUNKS:
         add(("file", *path.parts[-3:-1], path.stem), "decode_chunk", buf=path.read_bytes())
     for coder in CODERS:
@@ -359,6 +363,21 @@ def test_chunk_identical(sim, case):
     assert got.dtype == expected.dtype
     assert got.shape == expected.shape
     np.testing.assert_array_equal(got, expected)
+
+
+def test_level_model_is_cpu_only(sim):
+    """Where the CPU gives a max chunk the level model (format version 6, flag bit 2), the GPU
+    encoder writes the neighbour-context payload (version 3): other bytes, the same data, read
+    by every decoder. The GPU decoder reads level-model chunks on the host (the stored v6
+    chunks in test_stored_chunks_decode)."""
+    x = _image(LEVEL_CASE[0], "uint16")
+    cpu = encode_chunk(x, coder="max")
+    gpu, got = _ok(sim[("chunk", LEVEL_CASE)])
+    assert cpu[4] == 6 and int.from_bytes(cpu[10:12], "little") & FLAG_LEVEL_MODEL
+    assert gpu[4] == 3 and not int.from_bytes(gpu[10:12], "little") & FLAG_LEVEL_MODEL
+    np.testing.assert_array_equal(decode_chunk(gpu), x)
+    np.testing.assert_array_equal(decode_chunk(cpu), x)
+    np.testing.assert_array_equal(got, x)
 
 
 @pytest.mark.parametrize("coder", CODERS)
