@@ -228,7 +228,7 @@ def _enc_stream1(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, sel_a,
     ctx = np.empty(n_cols, np.uint8)
     jbuf = np.empty(n_cols, np.int64)
     ebuf = np.empty(n_cols, np.uint16)
-    hist4 = np.zeros((4, hist.size), np.int64)
+    hist2 = np.zeros((2, hist.size), np.int32)  # (a stream has < 2**31 symbols)
     w = 0
     eacc = np.int64(0)
     nacc = 0
@@ -243,13 +243,13 @@ def _enc_stream1(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, sel_a,
             _model_row(k, p, y, False, intra, intra_c, intra_s, sel_a, lo, hi, lbl, acc, jbuf,
                        ebuf, sym, ctx, False)
         krow = keys[r * n_cols : (r + 1) * n_cols]
-        for c in range(n_cols):  # four histograms: repeated keys do not queue on one counter
+        for c in range(n_cols):  # two histograms: repeated keys do not queue on one counter
             v = np.int64(sym[c])
             nb = max(62 - leading_zeros(np.uint64(v)), 0)  # bit length - 2
             t = v if v < 16 else 2 * nb + 10 + ((v >> nb) & 1)
             key = np.int64(ctx[c]) * R.NTOK + t
             krow[c] = key
-            hist4[c & 3, key] += 1
+            hist2[c & 1, key] += 1
             if v >= 16:
                 eacc |= (v & ((np.int64(1) << nb) - 1)) << nacc
                 nacc += nb
@@ -259,7 +259,7 @@ def _enc_stream1(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, sel_a,
                     eacc >>= 32
                     nacc -= 32
     for j in range(hist.size):
-        hist[j] += hist4[0, j] + hist4[1, j] + hist4[2, j] + hist4[3, j]
+        hist[j] += hist2[0, j] + hist2[1, j]
     if nacc > 0:
         ext[w] = np.uint32(eacc)
         w += 1

@@ -30,6 +30,7 @@ TOKEN_BITS = np.array([0 if t < 16 else (t >> 1) - 5 for t in range(R.NTOK)], np
 # stream state (int64[5]): rANS state, next word, end word, next extra bit, end extra bit
 XS, RP, REND, BP, BEND = range(5)
 PAIR_MIN_COLS = 32  # rows narrower than this are decoded one at a time
+LAG = 5  # columns row B of a pair runs behind row A
 
 
 @numba.njit(nogil=True, inline="always")
@@ -149,23 +150,24 @@ def _pairable(n_rows, ya, info_a, yb, info_b):
 
 @jit
 def _dec_pair(k, pa, ya, ha, ta, ca, sa, sela, infa, pb, yb, hb, tb, cbb, sb, selb, infb, lo, hi,
-              tblut, lut, fs, rw, ew, ssa, ssb, acca, accb, pre, mid):
+              tblut, lut, fs, rw, ew, ssa, ssb, acca, accb, pre, mc):
     """Decode two adjacent rows, A (stream ``ssa``) and B below it (stream ``ssb``), both with
-    every tap inside the plane and west taps -1..-3 only. B's taps into A's row (``mid``,
-    dx within -3..3) are read in the loop, B ``lag`` pixels behind A, so their two chains
-    interleave. Returns (stream error or 0, values out of range)."""
+    every tap inside the plane and west taps -1..-3 only. B's taps into A's row (dx within
+    -3..3: their coefficients summed per dx into ``mc``) are read in the loop, B ``lag``
+    pixels behind A, so their two chains interleave. Returns (stream error or 0, values out
+    of range)."""
     n_rows, n_cols = k.shape[1], k.shape[2]
     x0a, x1a, x0b, x1b = infa[2], infa[3], infb[2], infb[3]
     ga = pa * n_rows + ya
-    n_pre, n_mid, lag = 0, 0, 4
-    mc = np.zeros(7, np.int64)  # B's coefficients on A's row, dx = -3..3
+    # B lags A by LAG pixels: it reads A's row up to 3 columns ahead of itself, values A
+    # wrote at least one iteration before (a shorter lag would chain B to A's last store)
+    n_pre, lag = 0, LAG
+    mc[:] = 0  # B's coefficients on A's row, dx = -3..3
     dense = True
     for t in range(tb.shape[0]):
         if tb[t, 0] == 0 and tb[t, 1] == 0:
             continue
         if (pb + tb[t, 0]) * n_rows + yb + tb[t, 1] == ga:
-            mid[n_mid] = t
-            n_mid += 1
             dense = dense and -3 <= tb[t, 2] <= 3
             if dense:
                 mc[tb[t, 2] + 3] += cbb[t]
@@ -276,7 +278,7 @@ def _dec_run(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, tb
     acc = np.empty(n_cols, inter_c.dtype)
     acc2 = np.empty(n_cols, inter_c.dtype)
     pre = np.empty(max(intra.shape[0], inter.shape[0]), np.int64)
-    mid = np.empty(max(intra.shape[0], inter.shape[0]), np.int64)
+    mc = np.empty(7, np.int64)
     ss = np.zeros((2, 5), np.int64)
     n_bad = 0
     for i in range(seg0, seg1):
@@ -306,7 +308,7 @@ def _dec_run(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, tb
                     pb, yb, ib, inter if ib else intra, inter_c if ib else intra_c,
                     inter_s if ib else intra_s, sel_b if ib else sel_a, inf_b if ib else inf_a,
                     lo, hi, tblut, lut, fs, rw, ew, ss[(g - g0) & 1], ss[(g + 1 - g0) & 1], acc,
-                    acc2, pre, mid)
+                    acc2, pre, mc)
                 g += 2
             else:
                 err, bad = _dec_row(k, p, y, ia, inter if ia else intra,
