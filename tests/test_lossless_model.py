@@ -248,3 +248,71 @@ def test_version_6_fixtures_decode_as_written(name, codec, arrays):
     for path in folder.glob("*.bgc"):
         blob = path.read_bytes()
         assert blob[4] == 6 and _flags(blob) & FLAG_LEVEL_MODEL
+
+
+def test_segments_lie_inside_planes_where_rows_allow():
+    """The encoder cuts a stack's segments inside planes (even heights), so that a decoder may
+    reconstruct successive planes on several threads; odd heights and single planes keep the
+    plain cut."""
+    for shape in [(4, 512, 512), (11, 256, 256), (30, 510, 667), (3, 1042, 1042), (5, 64, 64)]:
+        rps = _level.rows_per_segment(*shape)
+        assert rps % 2 == 0, shape
+        assert shape[1] % rps == 0, shape
+        assert rps * shape[2] <= max(2 * _level.SEG_TARGET, shape[1] * shape[2]), shape
+    assert _level.rows_per_segment(1, 64, 64) == _level.SEG_TARGET // 64
+    assert _level.rows_per_segment(3, 65, 67) == (_level.SEG_TARGET // 67) // 2 * 2
+
+
+# predictors reading rows below the pixel in the plane before (up to the format's reach)
+WAVE_INTER = [Taps(((-1, 0, 0), (0, 0, -1), (-1, 2, 1), (0, -1, 0)), (6, 5, 2, 3), 4),
+              Taps(((-1, 8, -2), (-1, -2, 2), (0, 0, -1)), (1, 1, 2), 2)]
+
+
+@pytest.mark.parametrize("inter", WAVE_INTER, ids=["below", "far_below"])
+@pytest.mark.parametrize(("shape", "nz"), [((7, 48, 40), 7), ((6, 40, 36), 3),
+                                            ((5, 64, 70), 5)], ids=str)
+def test_wavefront_decode(monkeypatch, inter, shape, nz):
+    """Planes decoded on several threads, each a few rows behind the one before (blocks of a
+    few rows: many waits), give the serial decoder's values."""
+    from bigcomp.kernels import _level_dec
+
+    monkeypatch.setattr(_level_dec, "BLOCK_PIXELS", 64)
+    calls = []
+    wave = _level_dec._decode_wave
+    monkeypatch.setattr(_level_dec, "_decode_wave", lambda *a: calls.append(a[1]) or wave(*a))
+    k = _noisy(shape, seed=11)
+    intra = Taps(((0, 0, -1), (0, -1, 0), (0, -1, 1)), (2, 1, 1), 2)
+    t = (intra.as_arrays(), inter.as_arrays())
+    pay = _level.encode_level(k, nz, *t, 0, 65535, parallel=False)
+    for workers in (2, 3):
+        out = decode_level(pay, k.shape, nz, *t, 0, 65535, dtype=k.dtype, workers=workers)
+        np.testing.assert_array_equal(out, k)
+    assert calls == [2, 3]
+
+
+def test_wavefront_stops_on_damage(monkeypatch):
+    """A damaged stream in one plane stops every thread of the wavefront (no thread waits
+    for a plane that will never come) and raises; it never hangs or returns wrong data
+    silently."""
+    from bigcomp.kernels import _level_dec
+
+    monkeypatch.setattr(_level_dec, "BLOCK_PIXELS", 256)
+    x = _noisy((6, 40, 64), seed=12)
+    chunk = encode_chunk(x)
+    header, payload, _ = unpack_chunk(chunk)
+    assert header.level_model
+    intra, inter = header.intra.as_arrays(), header.inter.as_arrays()
+    payload = bytes(payload)
+    rng = np.random.default_rng(1)
+    raised = 0
+    for _ in range(60):
+        b = bytearray(payload)
+        b[int(rng.integers(len(b) // 4, len(b)))] ^= 1 << int(rng.integers(0, 8))
+        try:
+            out = decode_level(bytes(b), x.shape, header.run, intra, inter, 0, 65535,
+                               dtype=x.dtype, workers=3)
+        except ValueError:
+            raised += 1
+            continue
+        assert out.shape == x.shape
+    assert raised > 30

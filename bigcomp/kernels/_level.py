@@ -58,7 +58,9 @@ Payload::
     u16 rans[...]         the streams' words, concatenated; one zero u16 if the count is odd
     u32 extra[...]
 
-``S`` = the segments of all runs. Encoder choices (not needed to decode): thresholds at
+``S`` = the segments of all runs. Encoder choices (not needed to decode): segments inside
+planes where the heights allow (:func:`rows_per_segment`: decoders may then run planes on
+several threads), thresholds at
 quantiles of the predicted values of a sample of rows, biases = their mean residual, levels
 sharing a table where that shrinks the estimated size.
 """
@@ -74,7 +76,7 @@ from ._numba import jit, pjit, readonly
 from ._predict import _fallback, _row_sum, _vector_taps, _window, with_accumulator
 from ._scratch import scratch
 
-__all__ = ["encode_level", "level_model_applies", "segments"]
+__all__ = ["encode_level", "level_model_applies", "rows_per_segment", "segments"]
 
 MODE = 2
 MAX_LEVELS = 32
@@ -379,6 +381,24 @@ def _choose_levels(k, nz, intra, inter, lo, hi, parallel, max_levels):
     return thresholds.astype(np.int64), bias
 
 
+def rows_per_segment(n_planes: int, n_rows: int, n_cols: int) -> int:
+    """The encoder's segment height (even; about ``SEG_TARGET`` symbols). A stack's segments
+    are cut to lie inside planes where the rows allow (an even divisor of ``n_rows`` of at
+    least a quarter of the target, else whole planes): a decoder may then reconstruct
+    successive planes on several threads at once, each a few rows behind the one before
+    (:func:`bigcomp.kernels._level_dec.decode_level`). Odd heights and single planes keep the
+    plain cut."""
+    target = max(2, (SEG_TARGET // max(n_cols, 1)) // 2 * 2)
+    if n_planes == 1 or n_rows % 2:
+        return target
+    if target >= n_rows:
+        return n_rows
+    for d in range(target, max(target // 4, 2) - 1, -2):
+        if n_rows % d == 0:
+            return d
+    return n_rows
+
+
 def levels_for(n: int) -> int:
     """Levels a chunk of ``n`` pixels gets at most (each costs ~5 bytes and maybe a table;
     measured: 32 levels take another 0.1-0.5 % off chunks of a million pixels and more, and
@@ -401,7 +421,7 @@ def encode_level(k, nz, intra, inter, lo, hi, *, parallel=True,
     thresholds, bias = _choose_levels(k, nz, intra, inter, lo, hi, parallel, max_levels)
     levels = np.arange(thresholds.size + 1)
     lbl = ((levels << 8) | (bias & 0xFF)).astype(np.uint16)[_levels_lut(thresholds, lo, hi)]
-    rps = max(2, (SEG_TARGET // n_cols) // 2 * 2)
+    rps = rows_per_segment(n_planes, n_rows, n_cols)
     segs = segments(n_planes, n_rows, nz, rps)
     nstream = 2 * segs.shape[0]
     nlev = thresholds.size + 1

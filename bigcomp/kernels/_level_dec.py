@@ -8,9 +8,17 @@ Every loop keeps a stream's state in four registers (rANS state, next word, extr
 position, west value) and checks the stream positions after each row: the word buffers are
 copies padded by a row's worth of words, so a corrupt stream reads padding, never past the
 buffer.
+
+Threads. A prediction run is one chain of planes, but plane ``p + 1`` only reads the rows of
+plane ``p`` at and a few below its own: where the encoder cut the segments inside planes
+(:func:`~bigcomp.kernels._level.rows_per_segment`), :func:`_decode_wave` decodes successive
+planes on several threads, each in blocks of rows that start once the plane before has
+decoded the rows they read. Other payloads decode one run per thread.
 """
 
 from __future__ import annotations
+
+import threading
 
 import numba
 import numpy as np
@@ -31,6 +39,7 @@ TOKEN_BITS = np.array([0 if t < 16 else (t >> 1) - 5 for t in range(R.NTOK)], np
 XS, RP, REND, BP, BEND = range(5)
 PAIR_MIN_COLS = 32  # rows narrower than this are decoded one at a time
 LAG = 5  # columns row B of a pair runs behind row A
+BLOCK_PIXELS = 1 << 15  # pixels a thread of the wavefront decodes per call (_decode_wave)
 
 
 @numba.njit(nogil=True, inline="always")
@@ -265,11 +274,13 @@ def _dec_pair(k, pa, ya, ha, ta, ca, sa, sela, infa, pb, yb, hb, tb, cbb, sb, se
 
 
 @jit
-def _dec_run(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, tblut, lut, fs,
-             rw, rofs, rcnt, ew, eofs, ecnt, segs, seg0, seg1):
-    """Decode one prediction run (its segments ``seg0 <= i < seg1``). Returns an error code
-    (0 fine) and the number of values out of range."""
+def _dec_block(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, tblut, lut, fs,
+               rw, rofs, rcnt, ew, eofs, ecnt, segs, i, ga, gb, ss):
+    """Decode rows ``ga <= g < gb`` (global row numbers) of segment ``i``, its streams' states
+    in ``ss`` (2 x 5): set up at the segment's first row, checked at its last. Returns an
+    error code (0 fine) and the number of values out of range."""
     _, n_rows, n_cols = k.shape
+    g0, g1 = segs[i, 0], segs[i, 1]
     sel_a = _vector_taps(intra, True)
     sel_b = _vector_taps(inter, True)
     inf_a = _info(intra, intra_c, n_cols)
@@ -279,10 +290,8 @@ def _dec_run(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, tb
     acc2 = np.empty(n_cols, inter_c.dtype)
     pre = np.empty(max(intra.shape[0], inter.shape[0]), np.int64)
     mc = np.empty(7, np.int64)
-    ss = np.zeros((2, 5), np.int64)
     n_bad = 0
-    for i in range(seg0, seg1):
-        g0, g1 = segs[i, 0], segs[i, 1]
+    if ga == g0:
         for par in range(2):
             st = 2 * i + par
             if rcnt[st] < 2:
@@ -293,32 +302,33 @@ def _dec_run(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, tb
             ss[par, REND] = r0 + rcnt[st]
             ss[par, BP] = 32 * eofs[st]
             ss[par, BEND] = 32 * (eofs[st] + ecnt[st])
-        g = g0
-        while g < g1:
-            p = g // n_rows
-            y = g - p * n_rows
-            pb = (g + 1) // n_rows
-            yb = g + 1 - pb * n_rows
-            ia, ib = p % nz != 0, pb % nz != 0  # planes with a predecessor: inter taps
-            if pairs and g + 1 < g1 and _pairable(n_rows, y, inf_b if ia else inf_a, yb,
-                                                  inf_b if ib else inf_a):
-                err, bad = _dec_pair(
-                    k, p, y, ia, inter if ia else intra, inter_c if ia else intra_c,
-                    inter_s if ia else intra_s, sel_b if ia else sel_a, inf_b if ia else inf_a,
-                    pb, yb, ib, inter if ib else intra, inter_c if ib else intra_c,
-                    inter_s if ib else intra_s, sel_b if ib else sel_a, inf_b if ib else inf_a,
-                    lo, hi, tblut, lut, fs, rw, ew, ss[(g - g0) & 1], ss[(g + 1 - g0) & 1], acc,
-                    acc2, pre, mc)
-                g += 2
-            else:
-                err, bad = _dec_row(k, p, y, ia, inter if ia else intra,
-                                    inter_c if ia else intra_c, inter_s if ia else intra_s,
-                                    sel_b if ia else sel_a, inf_b if ia else inf_a, lo, hi,
-                                    tblut, lut, fs, rw, ew, ss[(g - g0) & 1], acc)
-                g += 1
-            n_bad += bad
-            if err:
-                return err, n_bad
+    g = ga
+    while g < gb:
+        p = g // n_rows
+        y = g - p * n_rows
+        pb = (g + 1) // n_rows
+        yb = g + 1 - pb * n_rows
+        ia, ib = p % nz != 0, pb % nz != 0  # planes with a predecessor: inter taps
+        if pairs and g + 1 < gb and _pairable(n_rows, y, inf_b if ia else inf_a, yb,
+                                              inf_b if ib else inf_a):
+            err, bad = _dec_pair(
+                k, p, y, ia, inter if ia else intra, inter_c if ia else intra_c,
+                inter_s if ia else intra_s, sel_b if ia else sel_a, inf_b if ia else inf_a,
+                pb, yb, ib, inter if ib else intra, inter_c if ib else intra_c,
+                inter_s if ib else intra_s, sel_b if ib else sel_a, inf_b if ib else inf_a,
+                lo, hi, tblut, lut, fs, rw, ew, ss[(g - g0) & 1], ss[(g + 1 - g0) & 1], acc,
+                acc2, pre, mc)
+            g += 2
+        else:
+            err, bad = _dec_row(k, p, y, ia, inter if ia else intra,
+                                inter_c if ia else intra_c, inter_s if ia else intra_s,
+                                sel_b if ia else sel_a, inf_b if ia else inf_a, lo, hi,
+                                tblut, lut, fs, rw, ew, ss[(g - g0) & 1], acc)
+            g += 1
+        n_bad += bad
+        if err:
+            return err, n_bad
+    if gb == g1:
         for par in range(2):
             if ss[par, RP] != ss[par, REND]:
                 return 5, n_bad
@@ -331,6 +341,23 @@ def _dec_run(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, tb
                 return 5, n_bad
             if ss[par, XS] != R.RANS_L:
                 return 6, n_bad
+    return 0, n_bad
+
+
+@jit
+def _dec_run(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, tblut, lut, fs,
+             rw, rofs, rcnt, ew, eofs, ecnt, segs, seg0, seg1):
+    """Decode one prediction run (its segments ``seg0 <= i < seg1``). Returns an error code
+    (0 fine) and the number of values out of range."""
+    ss = np.zeros((2, 5), np.int64)
+    n_bad = 0
+    for i in range(seg0, seg1):
+        err, bad = _dec_block(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi,
+                              tblut, lut, fs, rw, rofs, rcnt, ew, eofs, ecnt, segs, i,
+                              segs[i, 0], segs[i, 1], ss)
+        n_bad += bad
+        if err:
+            return err, n_bad
     return 0, n_bad
 
 
@@ -347,6 +374,77 @@ def _dec_kernel(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi,
 _dec_par, _dec_ser = pjit(_dec_kernel)
 
 
+def _decode_wave(args: tuple, workers: int,
+                 inter_taps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Decode a stack whose segments lie inside planes on ``workers`` threads, a wavefront:
+    worker ``w`` decodes planes ``w, w + workers, ...`` in blocks of rows, each block once the
+    planes it predicts from have decoded the rows it reads. Returns the error codes and
+    out-of-range counts of the blocks (as :func:`_dec_kernel`'s)."""
+    k, nz, segs = args[0], args[1], args[-1]
+    n_planes, n_rows, n_cols = k.shape
+    back = inter_taps[inter_taps[:, 0] < 0]  # taps into the plane before (format: dp >= -1)
+    below = max(int(back[:, 1].max()) if back.size else 0, 0)  # its rows below the pixel's
+    # rows per call: ~BLOCK_PIXELS, at most an eighth of a plane (a plane waits for the
+    # blocks of the one before that it reads: the smaller they are, the sooner it starts)
+    block = max(2, min(-(-BLOCK_PIXELS // n_cols), n_rows // 8) + 1) // 2 * 2
+    done = [0] * n_planes  # rows decoded of each plane
+    failed = [False]
+    cond = threading.Condition()
+    errors, bads = [], []
+
+    def ready(p: int, need: int) -> bool:
+        if failed[0]:
+            return True
+        return p % nz == 0 or done[p - 1] >= need
+
+    def work(w: int) -> None:
+        ss = np.zeros((2, 5), np.int64)
+        n_bad = 0
+        for p in range(w, n_planes, workers):
+            for i in range(int(np.searchsorted(segs[:, 0], p * n_rows)), segs.shape[0]):
+                g0, g1 = int(segs[i, 0]), int(segs[i, 1])
+                if g0 >= (p + 1) * n_rows:
+                    break
+                for ga in range(g0, g1, block):
+                    gb = min(ga + block, g1)
+                    need = min(n_rows, gb - p * n_rows + below)
+                    with cond:
+                        cond.wait_for(lambda: ready(p, need))  # noqa: B023
+                        if failed[0]:
+                            return
+                    e, b = _dec_block(*args, i, ga, gb, ss)
+                    n_bad += b
+                    with cond:
+                        if e:
+                            failed[0] = True
+                            errors.append(e)
+                        done[p] = gb - p * n_rows
+                        cond.notify_all()
+                    if e:
+                        bads.append(n_bad)
+                        return
+        bads.append(n_bad)
+
+    def guarded(w: int) -> None:
+        try:
+            work(w)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, after the others stop
+            with cond:
+                failed[0] = True
+                raised.append(exc)
+                cond.notify_all()
+
+    raised: list[BaseException] = []
+    threads = [threading.Thread(target=guarded, args=(w,), daemon=True) for w in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if raised:
+        raise raised[0]
+    return np.array(errors or [0], np.int64), np.array(bads or [0], np.int64)
+
+
 def _corrupt(what: str) -> ValueError:
     return ValueError(f"corrupt bigcomp payload: {what}")
 
@@ -360,11 +458,14 @@ _DEC_ERRORS = {
 }
 
 
-def decode_level(payload, shape, nz, intra, inter, lo, hi, *, dtype, parallel=True, out=None):
+def decode_level(payload, shape, nz, intra, inter, lo, hi, *, dtype, parallel=True, out=None,
+                 workers=None):
     """Values (array of ``shape``, 3-D, ``dtype``) of a level-model payload.
 
-    ``intra``/``inter``: the chunk's ``(taps, coefs, shift)`` triples. Raises ``ValueError``
-    when the payload is corrupt or a value falls outside ``[lo, hi]``.
+    ``intra``/``inter``: the chunk's ``(taps, coefs, shift)`` triples. With ``parallel``, a
+    stack whose segments lie inside planes decodes as a wavefront on ``workers`` threads
+    (default: numba's thread count), other payloads one prediction run per thread. Raises
+    ``ValueError`` when the payload is corrupt or a value falls outside ``[lo, hi]``.
     """
     buf = payload if isinstance(payload, np.ndarray) else np.frombuffer(payload, np.uint8)
     n_planes, n_rows, n_cols = shape
@@ -433,9 +534,14 @@ def decode_level(payload, shape, nz, intra, inter, lo, hi, *, dtype, parallel=Tr
     err = np.zeros(runs, np.int64)
     bad = np.zeros(runs, np.int64)
     intra, inter = with_accumulator(_scaled(intra), _scaled(inter), lo, hi)
-    (_dec_par if parallel else _dec_ser)(
-        k, nz, *intra, *inter, lo, hi, tblut, lut, fs, readonly(rw), rofs, rcnt, readonly(ew),
-        eofs, ecnt, segs, run_seg, err, bad)
+    args = (k, nz, *intra, *inter, lo, hi, tblut, lut, fs, readonly(rw), rofs, rcnt,
+            readonly(ew), eofs, ecnt, segs)
+    workers = min(numba.get_num_threads() if workers is None else workers,
+                  n_planes) if parallel else 1
+    if workers > 1 and n_rows % rps == 0 and not (runs > 1 and nz == 1):
+        err, bad = _decode_wave(args, workers, inter[0])
+    else:
+        (_dec_par if parallel else _dec_ser)(*args, run_seg, err, bad)
     if err.any():
         raise _corrupt(_DEC_ERRORS[int(err.max())])
     if bad.any():
