@@ -280,7 +280,7 @@ def encode_chunk(
 
     # predict and code
     orient = oriented_residuals(coder, order)
-    level = False
+    level = level_fraction = False
     if a.size == 0:
         intra, inter = _NO_TAPS, _NO_TAPS
         symbols = np.empty(0, np.uint32)
@@ -292,6 +292,7 @@ def encode_chunk(
             payload = encode_level(k, nz, intra.as_arrays(), inter.as_arrays(), lo, hi,
                                    parallel=parallel)
             level = payload is not None  # else every symbol is the same: the 5-byte payload
+            level_fraction = level and payload[3] != 0  # fraction bits (format version 7)
         if level or (order == "qp" and coder != "max"):  # residuals never leave the cache
             symbols = None
         elif order == "qp":
@@ -348,6 +349,7 @@ def encode_chunk(
         exact=escapes.size if escapes.dtype == EXACT_DTYPE else 0,
         pixel_model=model_bytes if model is not None else b"",
         level_model=level,
+        level_fraction=level_fraction,
     )
     return pack_chunk(header, payload, escapes)
 
@@ -554,6 +556,7 @@ def decode_chunk(buf, out: np.ndarray | None = None, *, expect: dict | None = No
         try:
             if header.level_model:
                 k = decode_level(payload, shape3, nz, intra, inter, lo, hi, dtype=k_dtype,
+                                 fraction=header.level_fraction,
                                  parallel=parallel, out=k_out)
             elif fused and header.coder == "rice":
                 k = decode_rice_fused(payload, shape3, nz, intra, inter, lo, hi, dtype=k_dtype,

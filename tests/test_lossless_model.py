@@ -10,6 +10,7 @@ raise instead of returning wrong data.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 
@@ -316,3 +317,53 @@ def test_wavefront_stops_on_damage(monkeypatch):
             continue
         assert out.shape == x.shape
     assert raised > 30
+
+
+def test_version_7_fractional_levels_fixtures():
+    """Single planes at q >= 1 read their levels at a quarter of a value (format version 7,
+    flag bit 3); the stored chunks decode identically forever."""
+    from bigcomp.format import FLAG_LEVEL_FRACTION
+
+    folder = Path(__file__).parent / "fixture" / "v7" / "level_fraction_wnl_plane"
+    arrays = _fixture_arrays()
+    check_backwards_compatibility(folder, WNL.from_camera(CAMERA, q=1.0),
+                                  {"plane": arrays["plane"], "plane_u8": arrays["plane_u8"]})
+    for path in folder.glob("*.bgc"):
+        blob = path.read_bytes()
+        assert blob[4] == 7
+        assert _flags(blob) & FLAG_LEVEL_FRACTION
+        assert _flags(blob) & FLAG_LEVEL_MODEL
+        assert unpack_chunk(blob)[1][3] == 2  # the payload's fraction bits
+
+
+def test_fraction_flag_and_payload_must_agree():
+    """Flag bit 3 without the level model, or a payload whose fraction bits disagree with the
+    flag, is corrupt (with a valid checksum: a crafted chunk), never decoded otherwise."""
+    from bigcomp.format import FLAG_LEVEL_FRACTION
+
+    x = light_sheet((1, 72, 64), seed=8).data[0]
+    chunk = encode_chunk(x, q=1.0, camera=CAMERA)
+    header, payload, escapes = unpack_chunk(chunk)
+    assert header.level_fraction
+    np.testing.assert_array_equal(decode_chunk(chunk), decode_chunk(encode_chunk(
+        x, q=1.0, camera=CAMERA, coder="rice")))
+    for frac in (0, 1, 5):  # the flag says fractional: 0 and > 4 are corrupt, 1 decodes
+        b = bytearray(payload)
+        b[3] = frac
+        damaged = pack_chunk(header, bytes(b), escapes)
+        if frac == 1:  # other levels: decodes to other values or fails a stream check
+            with contextlib.suppress(CorruptChunkError):
+                assert decode_chunk(damaged).shape == x.shape
+        else:
+            with pytest.raises(CorruptChunkError, match="fraction"):
+                decode_chunk(damaged)
+    whole = pack_chunk(dataclasses.replace(header, level_fraction=False), bytes(payload),
+                       escapes)
+    with pytest.raises(CorruptChunkError, match="fraction"):
+        decode_chunk(whole)
+    lossless = bytearray(encode_chunk(x))
+    assert lossless[4] == 6  # lossless 16-bit chunks keep whole levels: version 6
+    lossless[10] = (lossless[10] | FLAG_LEVEL_FRACTION) & ~FLAG_LEVEL_MODEL
+    lossless[-4:] = crc32c(bytes(lossless[:-4])).to_bytes(4, "little")
+    with pytest.raises(CorruptChunkError, match="flags"):
+        decode_chunk(bytes(lossless))

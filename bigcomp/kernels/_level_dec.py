@@ -61,18 +61,21 @@ def _dec_sym(tb, xs, rp, bp, lut, fs, rw, ew):
 
 
 @numba.njit(nogil=True, inline="always")
-def _model(a, lo, hi, tblut):
-    """Table, prediction and sign flip (-1/0) of a prediction ``a`` in 1/16."""
-    e = np.int64(tblut[np.uint64(min(max((a + 8) >> 4, lo), hi) - lo)])
+def _model(a, lo, hi, tblut, fb):
+    """Table, prediction and sign flip (-1/0) of a prediction ``a`` in 1/16 (its level in
+    units of ``2**-fb``)."""
+    sf = 4 - fb
+    e = np.int64(tblut[np.uint64(min(max((a + ((1 << sf) >> 1)) >> sf, lo << fb), hi << fb)
+                                 - (lo << fb))])
     b = a + (((e & 0xFF) ^ 0x80) - 0x80) + 8
     return e >> 8, min(max(b >> 4, lo), hi), -((b >> 3) & 1)
 
 
 @jit
-def _finish(k, p, y, x, a, lo, hi, tblut, lut, fs, rw, ew, ss):
+def _finish(k, p, y, x, a, lo, hi, tblut, fb, lut, fs, rw, ew, ss):
     """Decode the pixel whose prediction is ``a`` (1/16) from stream ``ss``; returns 1 when
     its value falls outside ``[lo, hi]``."""
-    tb, pred, m = _model(a, lo, hi, tblut)
+    tb, pred, m = _model(a, lo, hi, tblut, fb)
     z, xs, rp, bp = _dec_sym(tb, ss[XS], ss[RP], ss[BP], lut, fs, rw, ew)
     ss[XS] = xs
     ss[RP] = rp
@@ -105,7 +108,7 @@ def _info(taps, coefs, n_cols):
 
 
 @jit
-def _dec_row(k, p, y, has_prev, taps, coefs, shift, sel, info, lo, hi, tblut, lut, fs, rw, ew,
+def _dec_row(k, p, y, has_prev, taps, coefs, shift, sel, info, lo, hi, tblut, fb, lut, fs, rw, ew,
              ss, acc):
     """Decode row ``y`` of plane ``p`` from stream ``ss``. Returns (stream error or 0,
     values out of range)."""
@@ -134,7 +137,7 @@ def _dec_row(k, p, y, has_prev, taps, coefs, shift, sel, info, lo, hi, tblut, lu
             a >>= down
         else:  # border pixels (the whole row where the taps do not fit): the fallback
             a = _fallback(k, p, y, x, has_prev, lo) << 4
-        tb, pred, m = _model(a, lo, hi, tblut)
+        tb, pred, m = _model(a, lo, hi, tblut, fb)
         z, xs, rp, bp = _dec_sym(tb, xs, rp, bp, lut, fs, rw, ew)
         v = pred + ((((z >> 1) ^ -(z & 1)) ^ m) - m)
         bad |= (v - lo) | (hi - v)  # negative: out of range
@@ -159,13 +162,14 @@ def _pairable(n_rows, ya, info_a, yb, info_b):
 
 @jit
 def _dec_pair(k, pa, ya, ha, ta, ca, sa, sela, infa, pb, yb, hb, tb, cbb, sb, selb, infb, lo, hi,
-              tblut, lut, fs, rw, ew, ssa, ssb, acca, accb, pre, mc):
+              tblut, fb, lut, fs, rw, ew, ssa, ssb, accs, pre, mc):
     """Decode two adjacent rows, A (stream ``ssa``) and B below it (stream ``ssb``), both with
     every tap inside the plane and west taps -1..-3 only. B's taps into A's row (dx within
     -3..3: their coefficients summed per dx into ``mc``) are read in the loop, B ``lag``
-    pixels behind A, so their two chains interleave. Returns (stream error or 0, values out
-    of range)."""
+    pixels behind A, so their two chains interleave (``accs``: a row of scratch for each).
+    Returns (stream error or 0, values out of range)."""
     n_rows, n_cols = k.shape[1], k.shape[2]
+    acca, accb = accs[0], accs[1]
     x0a, x1a, x0b, x1b = infa[2], infa[3], infb[2], infb[3]
     ga = pa * n_rows + ya
     # B lags A by LAG pixels: it reads A's row up to 3 columns ahead of itself, values A
@@ -187,11 +191,11 @@ def _dec_pair(k, pa, ya, ha, ta, ca, sa, sela, infa, pb, yb, hb, tb, cbb, sb, se
     h0 = max(x0a, x0b + lag, 3 + lag)
     h1 = min(x1a, x1b + lag, n_cols - 3 + lag)
     if h1 <= h0 or not dense:
-        ea, bad = _dec_row(k, pa, ya, ha, ta, ca, sa, sela, infa, lo, hi, tblut, lut, fs, rw, ew,
-                           ssa, acca)
+        ea, bad = _dec_row(k, pa, ya, ha, ta, ca, sa, sela, infa, lo, hi, tblut, fb, lut, fs, rw,
+                           ew, ssa, acca)
         if ea:
             return ea, bad
-        eb, bad_b = _dec_row(k, pb, yb, hb, tb, cbb, sb, selb, infb, lo, hi, tblut, lut, fs, rw,
+        eb, bad_b = _dec_row(k, pb, yb, hb, tb, cbb, sb, selb, infb, lo, hi, tblut, fb, lut, fs, rw,
                              ew, ssb, accb)
         return eb, bad + bad_b
     _row_sum(acca[x0a:x1a], k, pa, ya, x0a, ta, ca, sela, ca.dtype.type(_rnd16(sa)))
@@ -208,7 +212,7 @@ def _dec_pair(k, pa, ya, ha, ta, ca, sa, sela, infa, pb, yb, hb, tb, cbb, sb, se
             a = _fallback(k, pa, ya, x, ha, lo) << 4
         else:
             a = (np.int64(acca[x]) + _west(cura, x, c1a, c2a, c3a)) >> downa
-        n_bad += _finish(k, pa, ya, x, a, lo, hi, tblut, lut, fs, rw, ew, ssa)
+        n_bad += _finish(k, pa, ya, x, a, lo, hi, tblut, fb, lut, fs, rw, ew, ssa)
     for x in range(h0 - lag):  # B's first pixels
         if x < x0b:
             b = _fallback(k, pb, yb, x, hb, lo) << 4
@@ -218,7 +222,7 @@ def _dec_pair(k, pa, ya, ha, ta, ca, sa, sela, infa, pb, yb, hb, tb, cbb, sb, se
                 if mc[d]:  # (only taps inside the row: x + d - 3 is then a column of it)
                     b += mc[d] * np.int64(cura[x + d - 3])
             b >>= downb
-        n_bad += _finish(k, pb, yb, x, b, lo, hi, tblut, lut, fs, rw, ew, ssb)
+        n_bad += _finish(k, pb, yb, x, b, lo, hi, tblut, fb, lut, fs, rw, ew, ssb)
     # the two chains; 0-based views indexed by an unsigned counter (no negative indices)
     m0, m1, m2, m3, m4, m5, m6 = mc[0], mc[1], mc[2], mc[3], mc[4], mc[5], mc[6]
     xsa, rpa, bpa = ssa[XS], ssa[RP], ssa[BP]
@@ -236,14 +240,14 @@ def _dec_pair(k, pa, ya, ha, ta, ca, sa, sela, infa, pb, yb, hb, tb, cbb, sb, se
         i = np.uint64(x)
         a = (np.int64(av[i]) + c1a * wa + c2a * np.int64(rowa[i + one])
              + c3a * np.int64(rowa[i])) >> downa
-        tba, preda, ma = _model(a, lo, hi, tblut)
+        tba, preda, ma = _model(a, lo, hi, tblut, fb)
         za, xsa, rpa, bpa = _dec_sym(tba, xsa, rpa, bpa, lut, fs, rw, ew)
         b = (np.int64(bv[i]) + c1b * wb + c2b * np.int64(rowb[i + one])
              + c3b * np.int64(rowb[i]) + m0 * np.int64(above[i]) + m1 * np.int64(above[i + one])
              + m2 * np.int64(above[i + two]) + m3 * np.int64(above[i + three])
              + m4 * np.int64(above[i + np.uint64(4)]) + m5 * np.int64(above[i + np.uint64(5)])
              + m6 * np.int64(above[i + np.uint64(6)])) >> downb
-        tbb, predb, mb = _model(b, lo, hi, tblut)
+        tbb, predb, mb = _model(b, lo, hi, tblut, fb)
         zb, xsb, rpb, bpb = _dec_sym(tbb, xsb, rpb, bpb, lut, fs, rw, ew)
         wa = preda + ((((za >> 1) ^ -(za & 1)) ^ ma) - ma)
         wb = predb + ((((zb >> 1) ^ -(zb & 1)) ^ mb) - mb)
@@ -258,7 +262,7 @@ def _dec_pair(k, pa, ya, ha, ta, ca, sa, sela, infa, pb, yb, hb, tb, cbb, sb, se
             a = _fallback(k, pa, ya, x, ha, lo) << 4
         else:
             a = (np.int64(acca[x]) + _west(cura, x, c1a, c2a, c3a)) >> downa
-        n_bad += _finish(k, pa, ya, x, a, lo, hi, tblut, lut, fs, rw, ew, ssa)
+        n_bad += _finish(k, pa, ya, x, a, lo, hi, tblut, fb, lut, fs, rw, ew, ssa)
     for x in range(h1 - lag, n_cols):  # B's last pixels
         if x >= x1b:
             b = _fallback(k, pb, yb, x, hb, lo) << 4
@@ -268,13 +272,13 @@ def _dec_pair(k, pa, ya, ha, ta, ca, sa, sela, infa, pb, yb, hb, tb, cbb, sb, se
                 if mc[d]:  # (only taps inside the row: x + d - 3 is then a column of it)
                     b += mc[d] * np.int64(cura[x + d - 3])
             b >>= downb
-        n_bad += _finish(k, pb, yb, x, b, lo, hi, tblut, lut, fs, rw, ew, ssb)
+        n_bad += _finish(k, pb, yb, x, b, lo, hi, tblut, fb, lut, fs, rw, ew, ssb)
     e = _overrun(ssa)
     return (e if e else _overrun(ssb)), n_bad
 
 
 @jit
-def _dec_block(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, tblut, lut, fs,
+def _dec_block(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, tblut, fb, lut, fs,
                rw, rofs, rcnt, ew, eofs, ecnt, segs, i, ga, gb, ss):
     """Decode rows ``ga <= g < gb`` (global row numbers) of segment ``i``, its streams' states
     in ``ss`` (2 x 5): set up at the segment's first row, checked at its last. Returns an
@@ -286,8 +290,8 @@ def _dec_block(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, 
     inf_a = _info(intra, intra_c, n_cols)
     inf_b = _info(inter, inter_c, n_cols)
     pairs = n_cols >= PAIR_MIN_COLS  # narrower rows: the two chains would barely overlap
-    acc = np.empty(n_cols, inter_c.dtype)
-    acc2 = np.empty(n_cols, inter_c.dtype)
+    accs = np.empty((2, n_cols), inter_c.dtype)
+    acc = accs[0]
     pre = np.empty(max(intra.shape[0], inter.shape[0]), np.int64)
     mc = np.empty(7, np.int64)
     n_bad = 0
@@ -316,14 +320,14 @@ def _dec_block(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, 
                 inter_s if ia else intra_s, sel_b if ia else sel_a, inf_b if ia else inf_a,
                 pb, yb, ib, inter if ib else intra, inter_c if ib else intra_c,
                 inter_s if ib else intra_s, sel_b if ib else sel_a, inf_b if ib else inf_a,
-                lo, hi, tblut, lut, fs, rw, ew, ss[(g - g0) & 1], ss[(g + 1 - g0) & 1], acc,
-                acc2, pre, mc)
+                lo, hi, tblut, fb, lut, fs, rw, ew, ss[(g - g0) & 1], ss[(g + 1 - g0) & 1], accs,
+                pre, mc)
             g += 2
         else:
             err, bad = _dec_row(k, p, y, ia, inter if ia else intra,
                                 inter_c if ia else intra_c, inter_s if ia else intra_s,
                                 sel_b if ia else sel_a, inf_b if ia else inf_a, lo, hi,
-                                tblut, lut, fs, rw, ew, ss[(g - g0) & 1], acc)
+                                tblut, fb, lut, fs, rw, ew, ss[(g - g0) & 1], acc)
             g += 1
         n_bad += bad
         if err:
@@ -345,7 +349,7 @@ def _dec_block(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, 
 
 
 @jit
-def _dec_run(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, tblut, lut, fs,
+def _dec_run(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, tblut, fb, lut, fs,
              rw, rofs, rcnt, ew, eofs, ecnt, segs, seg0, seg1):
     """Decode one prediction run (its segments ``seg0 <= i < seg1``). Returns an error code
     (0 fine) and the number of values out of range."""
@@ -353,7 +357,7 @@ def _dec_run(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, tb
     n_bad = 0
     for i in range(seg0, seg1):
         err, bad = _dec_block(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi,
-                              tblut, lut, fs, rw, rofs, rcnt, ew, eofs, ecnt, segs, i,
+                              tblut, fb, lut, fs, rw, rofs, rcnt, ew, eofs, ecnt, segs, i,
                               segs[i, 0], segs[i, 1], ss)
         n_bad += bad
         if err:
@@ -361,11 +365,11 @@ def _dec_run(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, tb
     return 0, n_bad
 
 
-def _dec_kernel(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, tblut, lut, fs,
+def _dec_kernel(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, tblut, fb, lut, fs,
                 rw, rofs, rcnt, ew, eofs, ecnt, segs, run_seg, err, bad):
     for s in prange(run_seg.size - 1):
         e, b = _dec_run(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, tblut,
-                        lut, fs, rw, rofs, rcnt, ew, eofs, ecnt, segs, run_seg[s],
+                        fb, lut, fs, rw, rofs, rcnt, ew, eofs, ecnt, segs, run_seg[s],
                         run_seg[s + 1])
         err[s] = e
         bad[s] = b
@@ -458,11 +462,12 @@ _DEC_ERRORS = {
 }
 
 
-def decode_level(payload, shape, nz, intra, inter, lo, hi, *, dtype, parallel=True, out=None,
-                 workers=None):
+def decode_level(payload, shape, nz, intra, inter, lo, hi, *, dtype, fraction=False,
+                 parallel=True, out=None, workers=None):
     """Values (array of ``shape``, 3-D, ``dtype``) of a level-model payload.
 
-    ``intra``/``inter``: the chunk's ``(taps, coefs, shift)`` triples. With ``parallel``, a
+    ``intra``/``inter``: the chunk's ``(taps, coefs, shift)`` triples; ``fraction``: the chunk
+    has levels at a fraction of a value (flag bit 3, version 7). With ``parallel``, a
     stack whose segments lie inside planes decodes as a wavefront on ``workers`` threads
     (default: numba's thread count), other payloads one prediction run per thread. Raises
     ``ValueError`` when the payload is corrupt or a value falls outside ``[lo, hi]``.
@@ -475,9 +480,13 @@ def decode_level(payload, shape, nz, intra, inter, lo, hi, *, dtype, parallel=Tr
         raise _corrupt("truncated level-model header")
     head = buf[: _HEAD.itemsize].view(_HEAD)[0]
     nlev, ntab, rps = int(head["nlevels"]), int(head["ntab"]), int(head["rows"])
-    if head["mode"] != MODE or head["zero"] or not 1 <= nlev <= MAX_LEVELS or not (
+    fb = int(head["frac"])
+    if head["mode"] != MODE or not 1 <= nlev <= MAX_LEVELS or not (
             1 <= ntab <= nlev) or rps < 2 or rps % 2:
         raise _corrupt("bad level-model header")
+    if (fb > 0) != bool(fraction) or fb > 4 or (hi << fb) > 65535:
+        raise _corrupt(f"level fraction bits {fb} in a chunk whose flags say "
+                       f"{'fractional' if fraction else 'whole'} levels of values <= {hi}")
     pos = _HEAD.itemsize
     if buf.size < pos + 2 * (nlev - 1) + 2 * nlev:
         raise _corrupt("truncated level-model header")
@@ -487,8 +496,8 @@ def decode_level(payload, shape, nz, intra, inter, lo, hi, *, dtype, parallel=Tr
     pos += nlev
     table = buf[pos : pos + nlev].astype(np.int64)
     pos += nlev
-    if (np.diff(thresholds) <= 0).any() or (nlev > 1 and (thresholds[0] <= lo
-                                                         or thresholds[-1] > hi)):
+    if (np.diff(thresholds) <= 0).any() or (nlev > 1 and (thresholds[0] <= lo << fb
+                                                         or thresholds[-1] > hi << fb)):
         raise _corrupt("bad level thresholds")
     if (table >= ntab).any():
         raise _corrupt("bad level table map")
@@ -526,7 +535,8 @@ def decode_level(payload, shape, nz, intra, inter, lo, hi, *, dtype, parallel=Tr
     fs = np.empty(ntab * R.NTOK, np.int64)
     R.dec_tables(freqs, lut, fs)
     # each value's table and bias, straight from it: table << 8 | bias (two's complement)
-    tblut = ((table << 8) | (bias & 0xFF)).astype(np.uint16)[_levels_lut(thresholds, lo, hi)]
+    tblut = ((table << 8) | (bias & 0xFF)).astype(np.uint16)[
+        _levels_lut(thresholds, lo << fb, hi << fb)]
     runs = n_planes // nz
     per_run = segs.shape[0] // runs
     run_seg = np.arange(runs + 1, dtype=np.int64) * per_run
@@ -534,7 +544,7 @@ def decode_level(payload, shape, nz, intra, inter, lo, hi, *, dtype, parallel=Tr
     err = np.zeros(runs, np.int64)
     bad = np.zeros(runs, np.int64)
     intra, inter = with_accumulator(_scaled(intra), _scaled(inter), lo, hi)
-    args = (k, nz, *intra, *inter, lo, hi, tblut, lut, fs, readonly(rw), rofs, rcnt,
+    args = (k, nz, *intra, *inter, lo, hi, tblut, fb, lut, fs, readonly(rw), rofs, rcnt,
             readonly(ew), eofs, ecnt, segs)
     workers = min(numba.get_num_threads() if workers is None else workers,
                   n_planes) if parallel else 1
