@@ -11,7 +11,8 @@ data (``bigcomp.datasets.light_sheet``, uint16, lossless and WNL q=1):
 * *device*: GB/s of encode (device array in -> bytes) and decode (bytes -> device array), data
   already on the device;
 * *with transfers*: the same from a host numpy array to host bytes and back;
-* the ratio, and whether the GPU's bytes equal the CPU's;
+* the ratio, and whether the GPU's bytes equal the CPU's (the ``max`` rows include the level
+  model: the lossless stack, and one plane at q = 0 and q = 1);
 * nvCOMP (``nvidia-nvcomp-cu12``/``-cu13``, module ``nvidia.nvcomp``): ANS, Bitcomp, LZ4, zstd on
   the same raw bytes, device-resident.
 
@@ -51,39 +52,49 @@ def _timed(fn, repeats: int, sync) -> float:
 def _bigcomp_rows(x_host, cp, repeats, camera):
     from bigcomp import decode_chunk, encode_chunk
     from bigcomp.gpu import decode_chunk_gpu, encode_chunk_gpu
+    from bigcomp.kernels._level import level_model_applies
 
     sync = cp.cuda.Device().synchronize
-    x_dev = cp.asarray(x_host)
-    nbytes = x_host.nbytes
+    cases = [(x_host, q, coder, rps) for q in (0.0, 1.0)
+             for coder, rps in (("fast", None), ("rice", None), ("max", None), ("max", 8))]
+    # the max coder's level model: the lossless stack above, and a single plane at q = 0 and 1
+    plane = np.ascontiguousarray(x_host[x_host.shape[0] // 2])
+    cases += [(plane, q, "max", None) for q in (0.0, 1.0)]
     rows = []
-    for q in (0.0, 1.0):
-        for coder, rps in (("fast", None), ("rice", None), ("max", None), ("max", 8)):
-            kw = {"q": q, "camera": camera if q else None, "coder": coder}
-            if rps:
-                kw["rows_per_segment"] = rps
-            buf = encode_chunk_gpu(x_dev, **kw)
-            cpu_kw = {k: v for k, v in kw.items() if k != "rows_per_segment"}
-            same = buf == encode_chunk(x_host, **cpu_kw) if not rps else "n/a"
-            ok = np.array_equal(decode_chunk_gpu(buf).get(), decode_chunk(buf))
-            t_enc = _timed(lambda kw=kw: encode_chunk_gpu(x_dev, **kw), repeats, sync)
-            t_dec = _timed(lambda buf=buf: decode_chunk_gpu(buf), repeats, sync)
-            t_enc_h = _timed(lambda kw=kw: encode_chunk_gpu(x_host, **kw), repeats, sync)
-            t_dec_h = _timed(lambda buf=buf: decode_chunk_gpu(buf).get(), repeats, sync)
-            name = f"bigcomp {coder}" + (f" ({rps} rows/segment)" if rps else "")
-            rows.append(
-                {
-                    "codec": name,
-                    "q": q,
-                    "ratio": nbytes / len(buf),
-                    "enc": nbytes / t_enc / 1e9,
-                    "dec": nbytes / t_dec / 1e9,
-                    "enc_h": nbytes / t_enc_h / 1e9,
-                    "dec_h": nbytes / t_dec_h / 1e9,
-                    "same": same,
-                    "ok": ok,
-                }
-            )
-            print(rows[-1], flush=True)
+    for x, q, coder, rps in cases:
+        x_dev = cp.asarray(x)
+        nbytes = x.nbytes
+        kw = {"q": q, "camera": camera if q else None, "coder": coder}
+        if rps:
+            kw["rows_per_segment"] = rps
+        buf = encode_chunk_gpu(x_dev, **kw)
+        cpu_kw = {k: v for k, v in kw.items() if k != "rows_per_segment"}
+        same = buf == encode_chunk(x, **cpu_kw) if not rps else "n/a"
+        ok = np.array_equal(decode_chunk_gpu(buf).get(), decode_chunk(buf))
+        t_enc = _timed(lambda kw=kw, x_dev=x_dev: encode_chunk_gpu(x_dev, **kw), repeats, sync)
+        t_dec = _timed(lambda buf=buf: decode_chunk_gpu(buf), repeats, sync)
+        t_enc_h = _timed(lambda kw=kw, x=x: encode_chunk_gpu(x, **kw), repeats, sync)
+        t_dec_h = _timed(lambda buf=buf: decode_chunk_gpu(buf).get(), repeats, sync)
+        name = f"bigcomp {coder}" + (f" ({rps} rows/segment)" if rps else "")
+        if x is plane:
+            name += f" (one plane {plane.shape[0]}x{plane.shape[1]})"
+        shape3 = (1, *x.shape) if x.ndim == 2 else x.shape  # (planes, rows, cols); uint16
+        if coder == "max" and not rps and level_model_applies(shape3, 0, 65535, q):
+            name += ", level model"
+        rows.append(
+            {
+                "codec": name,
+                "q": q,
+                "ratio": nbytes / len(buf),
+                "enc": nbytes / t_enc / 1e9,
+                "dec": nbytes / t_dec / 1e9,
+                "enc_h": nbytes / t_enc_h / 1e9,
+                "dec_h": nbytes / t_dec_h / 1e9,
+                "same": same,
+                "ok": ok,
+            }
+        )
+        print(rows[-1], flush=True)
     return rows
 
 

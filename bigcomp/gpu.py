@@ -1,16 +1,16 @@
 """GPU encoding and decoding of chunks: the same bitstream as :mod:`bigcomp.chunk`, byte for byte.
 
 :func:`encode_chunk_gpu` runs every stage of :func:`bigcomp.encode_chunk` on the device
-(quantisation look-up or float transform, prediction, the ``fast``, ``rice`` or ``max`` coder) and returns
-the very bytes the CPU writes, with one exception: where the CPU gives a ``max`` chunk the
-level model (format version 6: lossless and single-plane chunks of at least 4096 pixels in rows
-of at least 32, see :mod:`bigcomp.kernels._level`), the GPU writes the neighbour-context
-``max`` payload (0.5-9 % larger; the level model's fused prediction and entropy decoding is one
-sequential chain per row pair: no GPU kernel); every bigcomp decodes both.
-:func:`decode_chunk_gpu` decodes any chunk (CPU- or GPU-written) into a device array (level-model
-chunks on the host). Only small things happen on the host: the predictor choice (the CPU's
-:func:`~bigcomp.predictors.choose_predictor` on a sample copied from the device), the ``max``
-coder's frequency tables (from a device histogram), the header and the CRC.
+(quantisation look-up or float transform, prediction, the ``fast``, ``rice`` or ``max`` coder,
+including the ``max`` coder's level model where the CPU uses it: lossless and single-plane
+chunks of at least 4096 pixels in rows of at least 32, format version 6/7, see
+:mod:`bigcomp.kernels._level` and :mod:`bigcomp.kernels._cuda_level`) and returns the very bytes
+the CPU writes. :func:`decode_chunk_gpu` decodes any chunk (CPU- or GPU-written) into a device
+array (level-model chunks on the host: their fused prediction and entropy decoding is one
+sequential chain per row pair). Only small things happen on the host: the predictor choice (the
+CPU's :func:`~bigcomp.predictors.choose_predictor` on a sample copied from the device), the
+level model's thresholds and biases (the CPU's choice, on the sampled rows copied from the
+device), the ``max`` coder's frequency tables (from a device histogram), the header and the CRC.
 
 The kernels are numba.cuda kernels (``bigcomp/kernels/_cuda_*.py``): they take CuPy arrays on a
 real GPU and run on numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) in CI. CuPy is never
@@ -160,8 +160,9 @@ def encode_chunk_gpu(
         Only the parallel quantise-then-predict order has GPU kernels.
     rows_per_segment : int, optional
         ``max`` coder only. ``None`` (default) makes the CPU's segments, so the chunk is byte for
-        byte the CPU's (where the CPU does not use the level model); smaller values make more,
-        shorter rANS segments (faster GPU decoding, slightly larger chunks) that every bigcomp
+        byte the CPU's; smaller values make more, shorter rANS segments of the neighbour-context
+        payload (faster GPU decoding, slightly larger chunks; chunks the CPU gives the level
+        model, which only decodes on the host, keep that payload too) that every bigcomp
         decoder reads.
 
     Returns
@@ -179,9 +180,9 @@ def encode_chunk_gpu(
     )
     from .format import EXACT_DTYPE, ChunkHeader, pack_chunk
     from .kernels import _cuda_common as C
-    from .kernels import _cuda_fast, _cuda_lookup, _cuda_max, _cuda_predict, _cuda_rice
+    from .kernels import _cuda_fast, _cuda_level, _cuda_lookup, _cuda_max, _cuda_predict, _cuda_rice
+    from .kernels._level import level_model_applies
     from .noise import CameraModel
-
     from .pixelcamera import PixelCamera
 
     # normalise input
@@ -250,15 +251,30 @@ def encode_chunk_gpu(
     # predict (choice on the host from a sample, residuals on the device)
     intra, inter = predictor_for(_sample_for_predictor(k, shape3, nz), nz, lo, hi, coder)
     orient = oriented_residuals(coder)
-    taps, coefs, info, _ = _cuda_predict.predictor_info(intra.as_arrays(), inter.as_arrays(),
-                                                        orient=orient)
-    symbols = C.empty(n, np.uint32)
-    _cuda_predict.predict_encode(
-        k3, nz, C.to_device(taps), C.to_device(coefs), C.to_device(info), lo, hi, symbols
-    )
+    payload = None
+    level_fraction = False
+    # the max coder's level model (format versions 6, 7) where the CPU uses it; not with the
+    # neighbour-context coder's rows_per_segment (asked for to decode on the GPU: level-model
+    # chunks decode on the host)
+    level = (coder == "max" and rows_per_segment is None
+             and level_model_applies(shape3, lo, hi, q))
+    if level:
+        payload = _cuda_level.encode_level_gpu(k, shape3, nz, intra.as_arrays(),
+                                               inter.as_arrays(), lo, hi)
+        level = payload is not None  # else every symbol is the same: the 5-byte payload
+        level_fraction = level and payload[3] != 0  # fraction bits (format version 7)
+    if not level:
+        taps, coefs, info, _ = _cuda_predict.predictor_info(intra.as_arrays(),
+                                                            inter.as_arrays(), orient=orient)
+        symbols = C.empty(n, np.uint32)
+        _cuda_predict.predict_encode(
+            k3, nz, C.to_device(taps), C.to_device(coefs), C.to_device(info), lo, hi, symbols
+        )
 
     # code
-    if coder == "fast":
+    if level:
+        pass  # the level model's payload, made above
+    elif coder == "fast":
         payload = _cuda_fast.encode_fast(symbols)
     elif coder == "rice":
         payload = _cuda_rice.encode_rice(symbols, shape3[2])
@@ -279,6 +295,8 @@ def encode_chunk_gpu(
         nz,
         oriented=orient,
         exact=exact.size,
+        level_model=level,
+        level_fraction=level_fraction,
     )
     return pack_chunk(header, payload, exact)
 
@@ -321,8 +339,8 @@ def decode_chunk_gpu(buf, *, out=None, expect: dict | None = None, noise_maps=No
     Notes
     -----
     Chunks of the ``pq`` order, chunks with per-pixel noise classes and ``max`` chunks of the
-    level model (format version 6) have no GPU decoder: they are decoded on the CPU and copied
-    to the device.
+    level model (format versions 6 and 7) have no GPU decoder: they are decoded on the CPU and
+    copied to the device.
     """
     from .chunk import _as_3d, check_header, decode_chunk, decoding_parameters
     from .format import unpack_chunk

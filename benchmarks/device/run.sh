@@ -6,7 +6,9 @@
 #
 # It installs the carried wheels into /tmp/site, then, each under its own time limit so that
 # what finished still comes back in $OUT: the GPU tests and the codec benchmark
-# (benchmarks/gpu.py -> $OUT/gpu.md) and the INR training/decode timing on the synthetic sets
+# (benchmarks/gpu.py -> $OUT/gpu.md; both check GPU bytes == CPU bytes, the max coder's
+# level-model chunks included: lossless stacks, single planes at q = 0 and 1) and the INR
+# training/decode timing on the synthetic sets
 # (benchmarks/inr.py --device cuda -> $OUT/inr.md; --model grid -> $OUT/inr_grid.md).
 # Logs: $OUT/*.log. About 10 minutes.
 set -uo pipefail

@@ -81,7 +81,8 @@ from ._numba import jit, pjit, readonly
 from ._predict import _fallback, _row_sum, _vector_taps, _window, with_accumulator
 from ._scratch import scratch
 
-__all__ = ["encode_level", "level_model_applies", "rows_per_segment", "segments"]
+__all__ = ["encode_level", "level_labels", "level_model_applies", "level_payload", "level_tables",
+           "rows_per_segment", "sample_rows", "segments"]
 
 MODE = 2
 MAX_LEVELS = 32
@@ -372,13 +373,7 @@ def _choose_levels(k, nz, intra, inter, lo, hi, fb, parallel, max_levels):
     ``16 k - A``, int8)."""
     lo, hi = lo << fb, hi << fb  # (the kernel takes whole values and fb)
     n_planes, n_rows, n_cols = k.shape
-    total = n_planes * n_rows
-    # rows spread over every plane and every height (a golden-ratio sequence: no alignment
-    # with the planes, whose first rows use the fallback predictor)
-    n = total * n_cols
-    sample = max(SAMPLE_PIXELS >> 2, min(SAMPLE_PIXELS, n >> 2), n >> 5)
-    want = min(total, max(1, -(-sample // n_cols)))
-    rows = np.unique((np.arange(want) * 0.6180339887498949 % 1.0 * total).astype(np.int64))
+    rows = sample_rows(n_planes * n_rows, n_cols)
     p0 = np.empty(rows.size * n_cols, np.int64)
     d = np.empty(rows.size * n_cols, np.int64)
     (_model_par if parallel else _model_ser)(k, nz, *intra, *inter, lo >> fb, hi >> fb, fb,
@@ -393,6 +388,63 @@ def _choose_levels(k, nz, intra, inter, lo, hi, fb, parallel, max_levels):
     counts = np.bincount(level, minlength=thresholds.size + 1)
     bias = np.clip(np.rint(sums / np.maximum(counts, 1)), -128, 127).astype(np.int64)
     return thresholds.astype(np.int64), bias
+
+
+def sample_rows(total: int, n_cols: int) -> np.ndarray:
+    """The global rows (of ``total`` rows of ``n_cols``) whose predictions choose the levels:
+    spread over every plane and every height (a golden-ratio sequence: no alignment with the
+    planes, whose first rows use the fallback predictor)."""
+    n = total * n_cols
+    sample = max(SAMPLE_PIXELS >> 2, min(SAMPLE_PIXELS, n >> 2), n >> 5)
+    want = min(total, max(1, -(-sample // n_cols)))
+    return np.unique((np.arange(want) * 0.6180339887498949 % 1.0 * total).astype(np.int64))
+
+
+def level_labels(thresholds: np.ndarray, bias: np.ndarray, lo: int, hi: int,
+                 fb: int) -> np.ndarray:
+    """Each prediction's ``level << 8 | bias`` (uint16, bias in two's complement), indexed by
+    the prediction in units of ``2**-fb`` minus ``lo << fb``."""
+    levels = np.arange(thresholds.size + 1)
+    return ((levels << 8) | (bias & 0xFF)).astype(np.uint16)[
+        _levels_lut(thresholds, lo << fb, hi << fb)]
+
+
+def level_tables(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(table of each level, normalised frequencies of each table)`` from the token counts of
+    each level (``nlevels x NTOK``), or None where every symbol is the same (the
+    neighbour-context payload's constant form is then smaller)."""
+    nonzero = np.flatnonzero(counts)
+    if nonzero.size == 1 and nonzero[0] % R.NTOK < 16:
+        return None
+    used = counts.sum(axis=1) > 0
+    # a level no pixel has gets its neighbour's table (merging then costs nothing)
+    table = R.merge_contexts(_fill_empty(counts, used))
+    tcounts = np.zeros((int(table.max()) + 1, R.NTOK), np.int64)
+    np.add.at(tcounts, table, counts)
+    tcounts[tcounts.sum(axis=1) == 0, 0] = 1  # a table only empty levels use: any valid one
+    freqs = np.zeros_like(tcounts)
+    R.normalize(tcounts, freqs)
+    return table, freqs
+
+
+def level_payload(fb: int, rps: int, thresholds: np.ndarray, bias: np.ndarray,
+                  table: np.ndarray, freqs: np.ndarray, rcnt: np.ndarray, ecnt: np.ndarray,
+                  rans: list, extra: list) -> bytes:
+    """The payload's bytes: header, model, directory (``rcnt``/``ecnt``: each stream's rANS
+    words and extra-bit words), then ``rans`` and ``extra`` (buffers of u16 and u32 words,
+    the streams' in order)."""
+    head = np.zeros(1, _HEAD)
+    head[0] = (MODE, thresholds.size + 1, freqs.shape[0], fb, rps)
+    parts = [head.tobytes(), thresholds.astype("<u2").tobytes(), bias.astype("i1").tobytes(),
+             table.astype(np.uint8).tobytes(), R.freqs_to_bytes(freqs)]
+    size = sum(map(len, parts))
+    parts.append(bytes(-size % 4))
+    parts.append(np.concatenate([rcnt, ecnt]).astype("<u4").tobytes())
+    parts += rans
+    if int(np.sum(rcnt)) % 2:
+        parts.append(bytes(2))
+    parts += extra
+    return b"".join(parts)
 
 
 def rows_per_segment(n_planes: int, n_rows: int, n_cols: int) -> int:
@@ -442,9 +494,7 @@ def encode_level(k, nz, intra, inter, lo, hi, *, parallel=True,
     intra, inter = with_accumulator(_scaled(intra), _scaled(inter), lo, hi)
     fb = fraction_bits(lo, hi) if fraction is None else fraction
     thresholds, bias = _choose_levels(k, nz, intra, inter, lo, hi, fb, parallel, max_levels)
-    levels = np.arange(thresholds.size + 1)
-    lbl = ((levels << 8) | (bias & 0xFF)).astype(np.uint16)[
-        _levels_lut(thresholds, lo << fb, hi << fb)]
+    lbl = level_labels(thresholds, bias, lo, hi, fb)
     rps = rows_per_segment(n_planes, n_rows, n_cols)
     segs = segments(n_planes, n_rows, nz, rps)
     nstream = 2 * segs.shape[0]
@@ -455,18 +505,10 @@ def encode_level(k, nz, intra, inter, lo, hi, *, parallel=True,
     ext_cnt = np.empty(nstream, np.int64)
     (_enc_pass1_par if parallel else _enc_pass1_ser)(k, nz, *intra, *inter, lo, hi, fb, lbl, segs,
                                                       keys, hist, ext, ext_cnt)
-    counts = hist.sum(axis=0).reshape(nlev, R.NTOK)
-    nonzero = np.flatnonzero(counts)
-    if nonzero.size == 1 and nonzero[0] % R.NTOK < 16:
+    tables = level_tables(hist.sum(axis=0).reshape(nlev, R.NTOK))
+    if tables is None:
         return None  # every symbol the same: the neighbour-context payload's constant form
-    used = counts.sum(axis=1) > 0
-    # a level no pixel has gets its neighbour's table (merging then costs nothing)
-    table = R.merge_contexts(_fill_empty(counts, used))
-    tcounts = np.zeros((int(table.max()) + 1, R.NTOK), np.int64)
-    np.add.at(tcounts, table, counts)
-    tcounts[tcounts.sum(axis=1) == 0, 0] = 1  # a table only empty levels use: any valid one
-    freqs = np.zeros_like(tcounts)
-    R.normalize(tcounts, freqs)
+    table, freqs = tables
     tabs = [np.zeros(nlev * R.NTOK, np.uint64) for _ in range(5)]
     R.enc_tables(freqs[table], *tabs)
     rbuf = scratch("max_rans", n + STATE_WORDS * nstream, np.uint16)
@@ -474,21 +516,13 @@ def encode_level(k, nz, intra, inter, lo, hi, *, parallel=True,
     rcnt = np.empty(nstream, np.int64)
     (_enc_pass2_par if parallel else _enc_pass2_ser)(keys, segs, n_cols, *tabs, rbuf, rstart,
                                                       rcnt)
-    head = np.zeros(1, _HEAD)
-    head[0] = (MODE, nlev, freqs.shape[0], fb, rps)
-    parts = [head.tobytes(), thresholds.astype("<u2").tobytes(), bias.astype("i1").tobytes(),
-             table.astype(np.uint8).tobytes(), R.freqs_to_bytes(freqs)]
-    size = sum(map(len, parts))
-    parts.append(bytes(-size % 4))
-    parts.append(np.concatenate([rcnt, ext_cnt]).astype("<u4").tobytes())
-    parts += [rbuf[rstart[s] : rstart[s] + rcnt[s]] for s in range(nstream)]
-    if int(rcnt.sum()) % 2:
-        parts.append(bytes(2))
+    extra = []
     for s in range(nstream):
         g0, g1 = segs[s // 2]
         a = g0 * n_cols + (s % 2) * ((g1 - g0 + 1) // 2) * n_cols
-        parts.append(ext[a + s : a + s + ext_cnt[s]])
-    return b"".join(parts)
+        extra.append(ext[a + s : a + s + ext_cnt[s]])
+    return level_payload(fb, rps, thresholds, bias, table, freqs, rcnt, ext_cnt,
+                         [rbuf[rstart[s] : rstart[s] + rcnt[s]] for s in range(nstream)], extra)
 
 
 def _fill_empty(counts: np.ndarray, used: np.ndarray) -> np.ndarray:

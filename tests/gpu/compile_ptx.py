@@ -21,6 +21,7 @@ def _kernels():
 
     from bigcomp.kernels import _cuda_common as C
     from bigcomp.kernels import _cuda_fast as F
+    from bigcomp.kernels import _cuda_level as LV
     from bigcomp.kernels import _cuda_lookup as L
     from bigcomp.kernels import _cuda_max as M
     from bigcomp.kernels import _cuda_predict as P
@@ -49,6 +50,7 @@ def _kernels():
     KERNELS = {
         "fill_u32": (C._fill, V(a1(u32), u32)),
         "scan_tiles": (C._scan_tiles, V(a1(i64), a1(i64), a1(i64), i64)),
+        "scan_tiles_u8": (C._scan_tiles, V(a1(u8), a1(i64), a1(i64), i64)),
         "add_tile_offsets": (C._add_tile_offsets, V(a1(i64), a1(i64), i64)),
         "lookup_u16": (L._lookup, V(a1(u16), a1(u32), a1(u16))),
         "lookup_rec_u16": (L._lookup, V(a1(u16), a1(u16), a1(u16))),
@@ -118,6 +120,30 @@ def _kernels():
                 a1(i64),
             ),
         ),
+        "level_gather_rows_u16": (LV._gather_rows, V(a1(u16), a1(i64), i64, a1(u16))),
+        "level_gather_rows_u8": (LV._gather_rows, V(a1(u8), a1(i64), i64, a1(u8))),
+        **{
+            f"level_keys_{name}": (
+                LV._level_keys,
+                V(a1(t), *(i64,) * 6, a1(i64), a2(i64), a1(i64), a2(i64), a1(u16), a1(u32),
+                  a1(u16), a1(u8), a1(i64)),
+            )
+            for name, t in (("u16", u16), ("u8", u8))
+        },
+        "level_stream_counts": (LV._stream_counts, V(a1(i64), a1(i64), i64, i64, a1(i64))),
+        "level_scatter_extra": (
+            LV._scatter_extra,
+            V(a1(u32), a1(u8), a1(i64), i64, a1(i64), a1(i64), a1(i64), a1(u32)),
+        ),
+        "level_rans_streams": (
+            LV._rans_streams,
+            V(a1(u16), a1(i64), *(a1(types.uint64),) * 5, a1(i32), a1(u16), a1(i64), a1(i32)),
+        ),
+        "level_place_words": (
+            LV._place_words,
+            V(a1(i32), a1(u16), i64, a1(i64), a1(i32), a1(i64), a1(u16)),
+        ),
+        "level_place_states": (LV._place_states, V(a1(i64), a1(i64), a1(u16))),
     }
     return cuda, C, KERNELS
 

@@ -4,6 +4,7 @@
 test session imports numba (the CPU kernels) long before: so the simulator runs in this separate
 process. Usage: ``python sim_worker.py JOBS.pickle RESULTS.pickle``. ``JOBS`` is a list of
 ``(name, kwargs)``; the result of each job is its return value or ``("error", type, message)``.
+``python sim_worker.py --serve`` answers jobs one at a time on stdin/stdout (:func:`serve`).
 The CPU references are computed by the test process itself (its numba kernels are compiled
 anyway), so this process only runs GPU code.
 """
@@ -111,6 +112,48 @@ def job_chunk(data, **kw):
     return buf, _host(decode_chunk_gpu(buf))
 
 
+def _patched(module, patch):
+    """A context manager setting ``module``'s attributes ``patch`` (a dict) for its body."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def cm():
+        old = {name: getattr(module, name) for name in patch or {}}
+        for name, value in (patch or {}).items():
+            setattr(module, name, value)
+        try:
+            yield
+        finally:
+            for name, value in old.items():
+                setattr(module, name, value)
+
+    return cm()
+
+
+def job_level_chunk(data, patch=None, **kw):
+    """``encode_chunk_gpu(data)`` with ``bigcomp.kernels._level``'s constants ``patch``
+    (e.g. a small ``SEG_TARGET``: several segments in a small chunk), and
+    ``decode_chunk_gpu`` of those bytes."""
+    from bigcomp.gpu import decode_chunk_gpu, encode_chunk_gpu
+    from bigcomp.kernels import _level
+
+    with _patched(_level, patch):
+        buf = encode_chunk_gpu(data, **kw)
+    return buf, _host(decode_chunk_gpu(buf))
+
+
+def job_level_payload(k, nz, intra, inter, lo, hi, patch=None, **kw):
+    """The level-model payload of ``k`` under a given predictor pair (or None); ``kw``:
+    ``encode_level_gpu``'s options."""
+    from bigcomp.kernels import _cuda_common as C
+    from bigcomp.kernels import _level
+    from bigcomp.kernels._cuda_level import encode_level_gpu
+
+    with _patched(_level, patch):
+        return encode_level_gpu(C.to_device(k.reshape(-1)), k.shape, nz, intra, inter, lo, hi,
+                                **kw)
+
+
 def job_encode_chunk(data, **kw):
     from bigcomp.gpu import encode_chunk_gpu
 
@@ -204,24 +247,47 @@ def job_dispatch(data):
     return buf, _host(dispatch_decode(buf, device="gpu")), gpu_available()
 
 
+def _run(name, kwargs):
+    try:
+        return globals()[f"job_{name}"](**kwargs)
+    except Exception as exc:  # noqa: BLE001 - reported to the test, which decides
+        return ("error", type(exc).__name__, str(exc))
+
+
+def serve() -> int:
+    """``--serve``: answer jobs one at a time, each a pickled ``(name, kwargs)`` on stdin, with
+    its pickled result on stdout (property tests draw their inputs as they go); stray prints
+    go to stderr."""
+    proto = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    stdin = sys.stdin.buffer
+    while True:
+        try:
+            name, kwargs = pickle.load(stdin)
+        except EOFError:
+            return 0
+        pickle.dump(_run(name, kwargs), proto)
+        proto.flush()
+
+
 def main() -> int:
     # must precede the first import of numba (bigcomp imports it)
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
     # the simulator polls its threads while holding the GIL: switch often or syncthreads crawls
     sys.setswitchinterval(1e-5)
-    jobs_path, results_path = sys.argv[1], sys.argv[2]
-    with open(jobs_path, "rb") as f:
-        jobs = pickle.load(f)
     from bigcomp.kernels._cuda_common import SIM
 
     assert SIM, "the CUDA simulator is not active"
+    if sys.argv[1:] == ["--serve"]:
+        return serve()
+    jobs_path, results_path = sys.argv[1], sys.argv[2]
+    with open(jobs_path, "rb") as f:
+        jobs = pickle.load(f)
     results = []
     for name, kwargs in jobs:
         t0 = time.perf_counter()
-        try:
-            results.append(globals()[f"job_{name}"](**kwargs))
-        except Exception as exc:  # noqa: BLE001 - reported to the test, which decides
-            results.append(("error", type(exc).__name__, str(exc)))
+        results.append(_run(name, kwargs))
         if os.environ.get("BIGCOMP_SIM_TIMES"):
             print(f"{time.perf_counter() - t0:7.2f}s {name}", file=sys.stderr)
     with open(results_path, "wb") as f:

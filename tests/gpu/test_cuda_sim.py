@@ -9,6 +9,8 @@ is ~1000x slower than native code.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import pickle
 import subprocess
@@ -17,17 +19,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("numba.cuda", reason="numba-cuda is not installed")
 
 import bigcomp
 from bigcomp import CameraModel, decode_chunk, encode_chunk
 from bigcomp.format import FLAG_LEVEL_MODEL
-from bigcomp.kernels import _coders, _rans, _rice
+from bigcomp.kernels import _coders, _level, _rans, _rice
 from bigcomp.kernels._lookup import lookup
 from bigcomp.kernels._predict import predict_decode, predict_encode
 from bigcomp.noise import quantisation_tables
-from bigcomp.predictors import FIXED_INTER, FIXED_INTRA, LS_INTER_WIDE, LS_INTRA, Taps
+from bigcomp.predictors import FIXED_INTER, FIXED_INTRA, LS_INTER, LS_INTER_WIDE, LS_INTRA, Taps
 
 WORKER = Path(__file__).with_name("sim_worker.py")
 CAMERA = CameraModel(gain=2.0, offset=100.0, read_noise=1.6)
@@ -69,8 +73,6 @@ def _chunk_cases():
 
 
 CHUNK_CASES = _chunk_cases()
-# a plane the CPU codes with the max coder's level model (format version 6; >= 4096 pixels)
-LEVEL_CASE = ((64, 72), "uint16", 0.0, "max")
 LITTLE_SEG = 64  # _rans.SEG_TARGET for the multi-segment max cases (CPU and GPU alike)
 
 
@@ -173,7 +175,6 @@ def sim(tmp_path_factory):
     for case in CHUNK_CASES:
         shape, dtype, q, coder = case
         add(("chunk", case), "chunk", data=_image(shape, dtype), **_kw(q, coder))
-    add(("chunk", LEVEL_CASE), "chunk", data=_image(LEVEL_CASE[0], "uint16"), **_kw(0.0, "max"))
     for path in FIXTURE_CHUNKS:
         add(("file", *path.parts[-3:-1], path.stem), "decode_chunk", buf=path.read_bytes())
     for coder in CODERS:
@@ -365,21 +366,6 @@ def test_chunk_identical(sim, case):
     np.testing.assert_array_equal(got, expected)
 
 
-def test_level_model_is_cpu_only(sim):
-    """Where the CPU gives a max chunk the level model (format version 6, flag bit 2), the GPU
-    encoder writes the neighbour-context payload (version 3): other bytes, the same data, read
-    by every decoder. The GPU decoder reads level-model chunks on the host (the stored v6
-    chunks in test_stored_chunks_decode)."""
-    x = _image(LEVEL_CASE[0], "uint16")
-    cpu = encode_chunk(x, coder="max")
-    gpu, got = _ok(sim[("chunk", LEVEL_CASE)])
-    assert cpu[4] == 6 and int.from_bytes(cpu[10:12], "little") & FLAG_LEVEL_MODEL
-    assert gpu[4] == 3 and not int.from_bytes(gpu[10:12], "little") & FLAG_LEVEL_MODEL
-    np.testing.assert_array_equal(decode_chunk(gpu), x)
-    np.testing.assert_array_equal(decode_chunk(cpu), x)
-    np.testing.assert_array_equal(got, x)
-
-
 @pytest.mark.parametrize("coder", CODERS)
 def test_float32_exact_pixels_identical(sim, coder):
     """The float32 reconstructions the GPU encoder checks (on the host) give the CPU's bytes,
@@ -472,3 +458,291 @@ def test_gpu_available_is_bool():
     from bigcomp.gpu import gpu_available
 
     assert isinstance(gpu_available(), bool)
+
+
+# ------------------------------------------------------------------ level model (version 6)
+# Chunks the CPU codes with the max coder's level model (lossless, or one plane at q > 0; at
+# least 4096 pixels in rows of at least 32): encode_chunk_gpu gives the same bytes. The fixed
+# cases run in a simulator process of their own (`level_sim`: `-k level` does not start the big
+# `sim` one), the property tests in a worker serving one job at a time (`sim_server`).
+# ``patch`` sets `_level`'s constants on both sides: a small SEG_TARGET makes several segments
+# in a small chunk, a small SAMPLE_PIXELS makes the level choice sample a subset of the rows.
+def _image8(shape, seed=0):
+    """uint8 camera-like data (well inside the range)."""
+    return (_image(shape, "uint16", seed) // 2).astype(np.uint8)
+
+
+def _level_cases():
+    rng = np.random.default_rng(11)
+    few = {"SEG_TARGET": 512, "SAMPLE_PIXELS": 4096}
+    return {
+        "plane-u16-q0": (_image((64, 64), "uint16"), 0.0, None),
+        "plane-u8-q0": (_image8((64, 64)), 0.0, None),
+        "plane-u16-q1": (_image((64, 72), "uint16"), 1.0, None),
+        "plane-u8-q1": (_image8((64, 72)), 1.0, None),
+        "stack-u16-q0": (_image((2, 48, 48), "uint16"), 0.0, None),
+        "stack-u8-odd-rows-q0": (_image8((3, 33, 47)), 0.0, None),
+        "runs-q0": (_image((2, 2, 32, 36), "uint16"), 0.0, None),  # nz = 2: two runs
+        "odd-rows-width-33-q1": (_image((125, 33), "uint16"), 1.0, None),
+        "width-34-stack-q0": (_image((2, 61, 34), "uint16"), 0.0, None),
+        "noise-u16-q0": (rng.integers(0, 65536, (64, 64)).astype(np.uint16), 0.0, None),
+        "zeros-q0": (np.zeros((64, 64), np.uint16), 0.0, None),  # encode_level -> None
+        "segments-plane-q1": (_image((64, 64), "uint16", 1), 1.0, few),
+        "segments-stack-q0": (_image((4, 34, 40), "uint16", 3), 0.0, few),
+        "segments-odd-stack-q0": (_image8((3, 35, 40), 4), 0.0, {"SEG_TARGET": 300}),
+    }
+
+
+LEVEL_CASES = _level_cases()
+
+
+def _level_payload_cases():
+    """Predictor pairs the chooser rarely picks on small data: wide least-squares taps (int32
+    and int64 accumulators: the GPU sums in int64), a shift below 4 with a tap to the
+    north-east."""
+    k = _image((3, 20, 24), "uint16", seed=6)
+    rng = np.random.default_rng(12)
+
+    def ls(taps, lo, hi):
+        return Taps(taps, tuple(int(c) for c in rng.integers(lo, hi, len(taps))), 12)
+
+    return {
+        "ls-int32": (k, 3, ls(LS_INTRA, -600, 1200), ls(LS_INTER_WIDE, -300, 500)),
+        "ls-int64": (k, 3, ls(LS_INTRA, -9000, 20000), ls(LS_INTER_WIDE, -9000, 20000)),
+        "shift-2": (k, 1, Taps(((0, 0, -1), (0, -1, 2), (0, -3, 0)), (3, 2, -1), 2),
+                    FIXED_INTER["previous"]),
+    }
+
+
+LEVEL_PAYLOAD_CASES = _level_payload_cases()
+
+
+@contextlib.contextmanager
+def _patched_level(patch):
+    old = {name: getattr(_level, name) for name in patch or {}}
+    for name, value in (patch or {}).items():
+        setattr(_level, name, value)
+    try:
+        yield
+    finally:
+        for name, value in old.items():
+            setattr(_level, name, value)
+
+
+def _cpu_level_chunk(data, q, patch):
+    with _patched_level(patch):
+        return encode_chunk(data, **_kw(q, "max"))
+
+
+@pytest.fixture(scope="module")
+def level_sim(tmp_path_factory):
+    """The fixed level-model jobs in one simulator process (while the CPU references are
+    computed here)."""
+    jobs, keys = [], []
+    for name, (data, q, patch) in LEVEL_CASES.items():
+        keys.append(("chunk", name))
+        jobs.append(("level_chunk", {"data": data, "patch": patch, **_kw(q, "max")}))
+    keys.append(("chunk", "rows-per-segment"))
+    jobs.append(("level_chunk", {"data": LEVEL_CASES["plane-u16-q0"][0], "coder": "max",
+                                 "rows_per_segment": 8}))
+    for name, (k, nz, intra, inter) in LEVEL_PAYLOAD_CASES.items():
+        keys.append(("payload", name))
+        jobs.append(("level_payload", {"k": k, "nz": nz, "intra": intra.as_arrays(),
+                                       "inter": inter.as_arrays(), "lo": 0, "hi": 65535}))
+    tmp = tmp_path_factory.mktemp("level_sim")
+    jobs_path, results_path = tmp / "jobs.pickle", tmp / "results.pickle"
+    with open(jobs_path, "wb") as f:
+        pickle.dump(jobs, f)
+    proc = subprocess.Popen(
+        [sys.executable, str(WORKER), str(jobs_path), str(results_path)],
+        env=dict(os.environ, NUMBA_ENABLE_CUDASIM="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    results = _Results(proc, keys, results_path)
+    for name, (data, q, patch) in LEVEL_CASES.items():
+        results.cpu[name] = _cpu_level_chunk(data, q, patch)
+    yield results
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+class _Server:
+    """A simulator worker answering one job at a time (``sim_worker.py --serve``)."""
+
+    def __init__(self, log):
+        self._log = log
+        self._err = open(log, "wb")  # noqa: SIM115 - the worker's stderr, closed with it
+        self._proc = subprocess.Popen(
+            [sys.executable, str(WORKER), "--serve"],
+            env=dict(os.environ, NUMBA_ENABLE_CUDASIM="1"),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._err,
+        )
+
+    def __call__(self, name, **kwargs):
+        try:
+            pickle.dump((name, kwargs), self._proc.stdin)
+            self._proc.stdin.flush()
+            return pickle.load(self._proc.stdout)
+        except (EOFError, BrokenPipeError):
+            pytest.fail(f"simulator worker died: {self._log.read_text()[-5000:]}")
+
+    def close(self):
+        self._proc.stdin.close()
+        try:
+            self._proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc.stdout.close()
+        self._err.close()
+
+
+@pytest.fixture(scope="module")
+def sim_server(tmp_path_factory):
+    server = _Server(tmp_path_factory.mktemp("sim_server") / "worker.log")
+    yield server
+    server.close()
+
+
+def _is_level(buf):
+    """Whether ``buf`` is a level-model chunk (format version 6, or 7 with fractional levels)."""
+    return buf[4] >= 6 and bool(int.from_bytes(buf[10:12], "little") & FLAG_LEVEL_MODEL)
+
+
+@pytest.mark.parametrize("name", list(LEVEL_CASES))
+def test_level_model_identical(level_sim, name):
+    """Where the CPU writes a level-model max chunk, encode_chunk_gpu writes its very bytes;
+    where every symbol is the same (an all-zero plane) both write the neighbour-context
+    constant form. decode_chunk_gpu (on the host for these) reads them."""
+    data, q, _ = LEVEL_CASES[name]
+    cpu = level_sim.cpu[name]
+    gpu, got = _ok(level_sim[("chunk", name)])
+    assert _is_level(cpu) == (name != "zeros-q0")
+    assert gpu == cpu
+    np.testing.assert_array_equal(got, decode_chunk(cpu))
+    if q == 0:
+        np.testing.assert_array_equal(got, data)
+
+
+@pytest.mark.parametrize("name", list(LEVEL_PAYLOAD_CASES))
+def test_level_payload_identical(level_sim, name):
+    """The payload alone (``encode_level_gpu`` == ``encode_level``) under predictor pairs the
+    chooser rarely picks."""
+    k, nz, intra, inter = LEVEL_PAYLOAD_CASES[name]
+    expected = _level.encode_level(k, nz, intra.as_arrays(), inter.as_arrays(), 0, 65535,
+                                   parallel=False)
+    assert expected is not None
+    assert _ok(level_sim[("payload", name)]) == expected
+
+
+def test_level_model_rows_per_segment_keeps_neighbour_contexts(level_sim):
+    """``rows_per_segment`` asks for the neighbour-context coder's GPU-decodable segments: a
+    chunk the CPU gives the level model then keeps that payload (every decoder reads it)."""
+    data, _, _ = LEVEL_CASES["plane-u16-q0"]
+    buf, got = _ok(level_sim[("chunk", "rows-per-segment")])
+    assert buf[4] == 3
+    assert not _is_level(buf)
+    np.testing.assert_array_equal(decode_chunk(buf), data)
+    np.testing.assert_array_equal(got, data)
+
+
+def _pattern(shape, dtype, pattern, seed, lo=0, hi=None):
+    """Test data in ``[lo, hi]`` (default: the dtype's range)."""
+    rng = np.random.default_rng(seed)
+    hi = np.iinfo(dtype).max if hi is None else hi
+    if pattern == "image":
+        x = _image(shape, "uint16", seed % 1000)
+    elif pattern == "small":
+        base = int(rng.integers(lo, max(lo + 1, hi - 8)))
+        x = base + rng.integers(0, int(rng.integers(1, 9)), shape)
+    elif pattern == "full":
+        x = rng.integers(lo, hi + 1, shape)
+    else:  # flat, or few pixels off a flat plane (spikes: most levels and tokens empty)
+        x = np.full(shape, int(rng.choice([lo, lo + 1, hi, int(rng.integers(lo, hi + 1))])))
+        if pattern == "spikes":
+            x.reshape(-1)[rng.integers(0, x.size, max(1, x.size // 100))] = rng.integers(
+                lo, hi + 1)
+    return np.clip(x, lo, hi).astype(dtype)
+
+
+PATTERNS = ["image", "small", "full", "spikes", "flat"]
+
+
+@st.composite
+def _predictor(draw, inter):
+    fixed = FIXED_INTER if inter else FIXED_INTRA
+    kind = draw(st.sampled_from([*fixed, "ls"]))
+    if kind != "ls":
+        return fixed[kind]
+    offsets = draw(st.sampled_from([LS_INTER, LS_INTER_WIDE] if inter else [LS_INTRA]))
+    big = draw(st.sampled_from([600, 30000]))  # int32 or int64 accumulators
+    coefs = draw(st.lists(st.integers(-big, 2 * big), min_size=len(offsets),
+                          max_size=len(offsets)))
+    return Taps(offsets, tuple(coefs), draw(st.integers(0, 14)))
+
+
+@st.composite
+def _payload_inputs(draw):
+    planes = draw(st.integers(1, 4))
+    nz = draw(st.sampled_from([d for d in range(1, planes + 1) if planes % d == 0]))
+    shape = (planes, draw(st.integers(1, 12)), draw(st.integers(1, 40)))
+    lo = draw(st.sampled_from([0, 0, 0, 7]))
+    hi = draw(st.sampled_from([255, 65535, lo + draw(st.integers(1, 3000))]))
+    data = _pattern(shape, "uint8" if hi < 256 else "uint16", draw(st.sampled_from(PATTERNS)),
+                    draw(st.integers(0, 2**32 - 1)), lo, hi)
+    patch = {}
+    if draw(st.booleans()):
+        patch["SEG_TARGET"] = draw(st.sampled_from([40, 300]))
+    if draw(st.booleans()):
+        patch["SAMPLE_PIXELS"] = 256
+    options = {}
+    if draw(st.booleans()):
+        options["max_levels"] = draw(st.sampled_from([1, 2, 32]))
+    if draw(st.booleans()):  # fraction bits: hi << f must fit the u16 thresholds
+        options["fraction"] = draw(st.integers(0, max(0, min(4, 16 - hi.bit_length()))))
+    return data, nz, draw(_predictor(False)), draw(_predictor(True)), lo, hi, patch, options
+
+
+@settings(max_examples=25, deadline=None)
+@given(_payload_inputs())
+def test_level_payload_property(sim_server, inputs):
+    """``encode_level_gpu`` == ``encode_level`` on small random chunks of any shape (the
+    payload: no size limit), predictors, value ranges, segment sizes, numbers of levels and
+    fraction bits."""
+    k, nz, intra, inter, lo, hi, patch, options = inputs
+    with _patched_level(patch):
+        expected = _level.encode_level(k, nz, intra.as_arrays(), inter.as_arrays(), lo, hi,
+                                       parallel=False, **options)
+    got = _ok(sim_server("level_payload", k=k, nz=nz, intra=intra.as_arrays(),
+                         inter=inter.as_arrays(), lo=lo, hi=hi, patch=patch, **options))
+    assert got == expected
+
+
+@st.composite
+def _chunk_inputs(draw):
+    lead = draw(st.sampled_from([(), (), (2,), (3,), (2, 2)]))
+    planes = math.prod(lead)
+    cols = draw(st.integers(32, 80))
+    shape = (*lead, -(-4096 // (planes * cols)) + draw(st.integers(0, 5)), cols)
+    dtype = draw(st.sampled_from(["uint8", "uint16"]))
+    q = draw(st.sampled_from([0.0, 1.0])) if planes == 1 else 0.0
+    data = _pattern(shape, dtype, draw(st.sampled_from(PATTERNS)), draw(st.integers(0, 2**32 - 1)))
+    patch = draw(st.sampled_from([None, {"SEG_TARGET": 256}, {"SAMPLE_PIXELS": 4096}]))
+    return data, q, patch
+
+
+@settings(max_examples=5, deadline=None)
+@given(_chunk_inputs())
+def test_level_model_identical_property(sim_server, inputs):
+    """encode_chunk_gpu == encode_chunk on random level-model chunks (>= 4096 pixels: slow on
+    the simulator, hence few examples; the payload property above covers the variety)."""
+    data, q, patch = inputs
+    cpu = _cpu_level_chunk(data, q, patch)
+    gpu, got = _ok(sim_server("level_chunk", data=data, patch=patch, **_kw(q, "max")))
+    assert gpu == cpu
+    np.testing.assert_array_equal(got, decode_chunk(cpu))

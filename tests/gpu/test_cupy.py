@@ -27,7 +27,10 @@ from bigcomp.gpu import (
 
 CAMERA = CameraModel(gain=2.0, offset=100.0, read_noise=1.6)
 CASES = [
-    ((256, 256), "uint16", 0.0),
+    ((256, 256), "uint16", 0.0),  # max: the level model (format version 6/7), as the next three
+    ((256, 256), "uint16", 1.0),
+    ((1, 128, 160), "uint8", 0.0),
+    ((4, 64, 48), "uint8", 0.0),
     ((8, 128, 128), "uint16", 1.0),
     ((2, 4, 64, 96), "uint16", 2.0),
     ((8, 64, 64), "uint8", 1.0),
