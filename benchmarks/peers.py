@@ -523,15 +523,39 @@ Lossless and single-plane `max` chunks code each residual with the frequency tab
 prediction's *level* (quantiles of the predicted value; a camera pixel's noise grows with its
 signal) and add a bias per level (the level's mean residual, 1/16 of a value); prediction and
 rANS decoding are one fused loop, two rows at a time (format version 6, chunk flag bit 2; spec
-in `bigcomp/kernels/_level.py`). On one thread it decodes as fast as the neighbour contexts or
-faster; with a free second core the neighbour contexts decode their entropy pass in parallel
-and stay ahead on large stacks (STORM, brain: 10-20 %): a prediction run of the level model
-decodes on one thread. Chunks with rows narrower than 32 pixels (the lattice set's 11 x 13
-planes) keep the neighbour contexts (decoding them one row at a time is 25 % slower). Whole
-stacks at q > 0 keep the neighbour contexts too (the level model takes 0.4-8 % off them, but
-encodes about a third slower, and their ratio already leads every peer). What each idea measured
-(`benchmarks/research/lossless_models.py`, `lossless_predictors.py`, `lossless_design.py`;
-estimated payload against the `max` coder of before; 8 planes of each set):
+in `bigcomp/kernels/_level.py`). From format version 7 (flag bit 3) the level is read at a
+quarter of a value where the range allows (q > 0): single planes at q = 1, whose predictions
+crowd a few integers, were losing level resolution (measured on 6-8 planes per set, per-plane
+q = 1 against JPEG-XL e9 on the same symbols: membrane 0.967 -> 0.978, synthetic 0.985 ->
+0.993, STORM 1.003 -> 1.009, CCD and brain unchanged). A prediction run is one chain of
+planes, but the encoder cuts a stack's segments inside planes where the heights allow, and the
+decoder then runs successive planes on several threads as a wavefront (each plane a few rows
+behind the one before): on 2 threads synthetic decodes at 354 MB/s (1 thread 192, the
+neighbour contexts 235), brain 331 (194; 213). Chunks with rows narrower than 32 pixels (the
+lattice set's 11 x 13 planes) keep the neighbour contexts (decoding them one row at a time is
+25 % slower). Whole stacks at q > 0 keep the neighbour contexts too (the level model takes
+0.4-8 % off them, but encodes about a third slower, and their ratio already leads every peer).
+
+**Where the 2-D targets stand.** The lattice set's planes are 11 x 13 pixels: a bigcomp chunk's
+self-describing header (shape, camera, predictor taps, lengths, checksum) is 144 bytes there,
+more than JPEG-XL's whole 129-byte image; its payload alone is 120 bytes. That is a floor of
+one-chunk-per-143-pixels, not of the model (nobody should chunk that small: zarr chunks of
+1 MB and more are the norm). On the synthetic and membrane planes JPEG-XL e9 keeps a lead
+(0.7 % and 2.2 % after fractional levels) that effort 8 does not have: bigcomp's single
+planes are smaller than JPEG-XL e5-e8's (synthetic by 4.0-5.6 %, membrane by 0.0-2.1 %; 5
+planes each); effort 9 picks a predictor per context of a learned tree. What was measured towards it (actual chunks, 6 planes per set,
+ratio against JPEG-XL e9 after fractional levels):
+
+| change | synthetic | membrane | STORM | CCD | brain | cost | kept |
+|---|---|---|---|---|---|---|---|
+| levels at 1/4 of a value (format version 7) | 0.985 -> 0.993 | 0.967 -> 0.978 | 1.003 -> 1.009 | 1.006 -> 1.006 | 1.027 -> 1.027 | none | yes |
+| 22-tap 2-D least squares (rows -3..-1 x columns -3..3) instead of 12 | 0.999 | 0.974 | 1.004 | 1.012 | 1.026 | 96 header bytes, 15 % slower decode; wins on 2 of 5 sets, needs a trial encode to choose | no (left) |
+| reweighted (least-absolute) refit on single planes | 0.991 | 0.984 | 1.009 | 1.009 | 1.027 | encode 1.4-2x slower; wins on 2 of 5 sets | no (left) |
+| best of the four above, per set (an oracle) | 0.999 | 0.984 | 1.009 | 1.014 | 1.027 | encode 2-5x slower (trial encodes of each; a trial on a quarter of the rows picked wrong on STORM, the level-conditioned entropy of the fit sample favours the 22 taps everywhere) | no: it reaches JPEG-XL e9 on neither set |
+
+Research estimates before that (`benchmarks/research/lossless_models.py`,
+`lossless_predictors.py`, `lossless_design.py`; estimated payload against the `max` coder of
+before; 8 planes of each set):
 
 | idea | synthetic lossless | membrane lossless | STORM lossless | CCD lossless | synthetic 2-D q=1 | membrane 2-D q=1 | STORM 2-D q=1 | cost | kept |
 |---|---|---|---|---|---|---|---|---|---|
@@ -548,7 +572,7 @@ estimated payload against the `max` coder of before; 8 planes of each set):
 | least squares and weighted predictor mixed by recent error (2-D) | −0.2 % | −0.3 % | — | — | +1.2 % | −0.1 % | — | serial encoder | no |
 | 24-tap 2-D least squares instead of 12 (before bias) | +2.3 % | +0.1 % | — | — | −1.2 % | +0.5 % | — | taps in the header, predictor choice | no (left) |
 | two to four least-squares predictors, one per level class (2-D) | — | — | — | — | −1.0 % | −1.0 % | — | taps in the header, a second prediction | no (left) |
-| bias per level × sign of the west and north residuals (2-D) | — | — | — | — | −0.1 % | −1.2 % | −0.1 % | longer decode chain | no (left) |
+| bias per level × sign of the west and north residuals (2-D; with fractional levels: membrane −0.6 %, CCD −0.9 %, synthetic 0) | — | — | — | — | −0.1 % | −1.2 % | −0.1 % | longer decode chain, 9 biases a level | no (left) |
 
 Estimated payloads (ideal code lengths plus table bytes, as the coder stores them); the membrane
 numbers of the 2-D rows come from the camera model estimated when they ran (its estimate has
