@@ -553,6 +553,19 @@ ratio against JPEG-XL e9 after fractional levels):
 | reweighted (least-absolute) refit on single planes | 0.991 | 0.984 | 1.009 | 1.009 | 1.027 | encode 1.4-2x slower; wins on 2 of 5 sets | no (left) |
 | best of the four above, per set (an oracle) | 0.999 | 0.984 | 1.009 | 1.014 | 1.027 | encode 2-5x slower (trial encodes of each; a trial on a quarter of the rows picked wrong on STORM, the level-conditioned entropy of the fit sample favours the 22 taps everywhere) | no: it reaches JPEG-XL e9 on neither set |
 
+**An MA tree, measured as research** (`benchmarks/research/lossless_tree.py`: a decision tree
+over causal properties, JPEG-XL effort 9's idea, learned on the plane it codes; estimated
+payload of 3 planes, tree and table bytes included, against JPEG-XL e9's bytes): today's level
+model 1.0085 (membrane) and 1.0034 (synthetic); a tree choosing the context and a bias
+1.0000 / 0.9841; with a per-leaf choice among 7 predictors (the least-squares ones, W, N,
+their mean, the gradient, JPEG-XL's weighted predictor) 0.9961 / 0.9834; STORM 0.9765 ->
+0.9729, CCD 0.9921 -> 0.9756, brain 0.9718 -> 0.9615. On membrane the level and the local
+gradient carry it; on synthetic splits on pixel position (y, x), possibly the generator's
+illumination. Membrane's real chunks are 1.4 % above their estimate (the 208-byte header, the
+stream directory, rANS against ideal lengths), so a tree alone would not close its gap. Cost:
+5-8 node tests per decoded pixel (12 on CCD); encoder 1-3 s per 512² plane unoptimised
+(10 s with 7 predictors).
+
 Research estimates before that (`benchmarks/research/lossless_models.py`,
 `lossless_predictors.py`, `lossless_design.py`; estimated payload against the `max` coder of
 before; 8 planes of each set):
