@@ -254,13 +254,15 @@ def test_version_6_fixtures_decode_as_written(name, codec, arrays):
 def test_segments_lie_inside_planes_where_rows_allow():
     """The encoder cuts a stack's segments inside planes (even heights), so that a decoder may
     reconstruct successive planes on several threads; odd heights and single planes keep the
-    plain cut."""
-    for shape in [(4, 512, 512), (11, 256, 256), (30, 510, 667), (3, 1042, 1042), (5, 64, 64)]:
+    plain cut, and so do planes too small for it to pay (their streams' directory and states
+    would cost 0.8 % of a 64 x 64 plane)."""
+    for shape in [(4, 512, 512), (11, 256, 256), (30, 510, 667), (3, 1042, 1042), (5, 128, 256)]:
         rps = _level.rows_per_segment(*shape)
         assert rps % 2 == 0, shape
         assert shape[1] % rps == 0, shape
         assert rps * shape[2] <= max(2 * _level.SEG_TARGET, shape[1] * shape[2]), shape
     assert _level.rows_per_segment(1, 64, 64) == _level.SEG_TARGET // 64
+    assert _level.rows_per_segment(500, 64, 64) == _level.SEG_TARGET // 64
     assert _level.rows_per_segment(3, 65, 67) == (_level.SEG_TARGET // 67) // 2 * 2
 
 
@@ -278,6 +280,8 @@ def test_wavefront_decode(monkeypatch, inter, shape, nz):
     from bigcomp.kernels import _level_dec
 
     monkeypatch.setattr(_level_dec, "BLOCK_PIXELS", 64)
+    monkeypatch.setattr(_level_dec, "WAVE_MIN_PLANE", 64)  # small planes: quick tests
+    monkeypatch.setattr(_level, "WAVE_MIN_PLANE", 64)
     calls = []
     wave = _level_dec._decode_wave
     monkeypatch.setattr(_level_dec, "_decode_wave", lambda *a: calls.append(a[1]) or wave(*a))
@@ -289,6 +293,12 @@ def test_wavefront_decode(monkeypatch, inter, shape, nz):
         out = decode_level(pay, k.shape, nz, *t, 0, 65535, dtype=k.dtype, workers=workers)
         np.testing.assert_array_equal(out, k)
     assert calls == [2, 3]
+    # planes this small decode one run per thread (a chunk of many tiny planes would cost a
+    # Python-level wait per plane in the wavefront)
+    monkeypatch.setattr(_level_dec, "WAVE_MIN_PLANE", shape[1] * shape[2] + 1)
+    out = decode_level(pay, k.shape, nz, *t, 0, 65535, dtype=k.dtype, workers=2)
+    np.testing.assert_array_equal(out, k)
+    assert calls == [2, 3]
 
 
 def test_wavefront_stops_on_damage(monkeypatch):
@@ -298,6 +308,8 @@ def test_wavefront_stops_on_damage(monkeypatch):
     from bigcomp.kernels import _level_dec
 
     monkeypatch.setattr(_level_dec, "BLOCK_PIXELS", 256)
+    monkeypatch.setattr(_level_dec, "WAVE_MIN_PLANE", 64)
+    monkeypatch.setattr(_level, "WAVE_MIN_PLANE", 64)
     x = _noisy((6, 40, 64), seed=12)
     chunk = encode_chunk(x)
     header, payload, _ = unpack_chunk(chunk)

@@ -25,7 +25,16 @@ import numpy as np
 from numba import prange
 
 from . import _rans as R
-from ._level import _HEAD, MAX_LEVELS, MODE, _levels_lut, _rnd16, _scaled, segments
+from ._level import (
+    _HEAD,
+    MAX_LEVELS,
+    MODE,
+    WAVE_MIN_PLANE,
+    _levels_lut,
+    _rnd16,
+    _scaled,
+    segments,
+)
 from ._numba import jit, pjit, readonly
 from ._predict import _fallback, _row_sum, _vector_taps, _west_coefs, _window, with_accumulator
 
@@ -548,7 +557,10 @@ def decode_level(payload, shape, nz, intra, inter, lo, hi, *, dtype, fraction=Fa
             readonly(ew), eofs, ecnt, segs)
     workers = min(numba.get_num_threads() if workers is None else workers,
                   n_planes) if parallel else 1
-    if workers > 1 and n_rows % rps == 0 and not (runs > 1 and nz == 1):
+    # the wavefront where segments lie inside planes of some size (a crafted chunk of many
+    # tiny planes would otherwise cost a Python-level wait per plane)
+    if (workers > 1 and n_rows % rps == 0 and n_rows * n_cols >= WAVE_MIN_PLANE
+            and not (runs > 1 and nz == 1)):
         err, bad = _decode_wave(args, workers, inter[0])
     else:
         (_dec_par if parallel else _dec_ser)(*args, run_seg, err, bad)
