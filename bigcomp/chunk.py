@@ -108,6 +108,13 @@ def predictor_for(k: np.ndarray, nz: int, lo: int, hi: int, coder: str, order: s
                             orient=oriented_residuals(coder, order), wide=coder == "max")
 
 
+def header_inter(inter: Taps, shape3: tuple[int, int, int], level_fraction: bool) -> Taps:
+    """The inter-plane taps a chunk's header carries: none in a single plane of format version
+    7 (fractional levels), where they would never be used (32 bytes); chunks of older versions
+    keep them, as their decoders expect. The GPU encoder calls this too (same bytes)."""
+    return _NO_TAPS if level_fraction and shape3[0] == 1 else inter
+
+
 def _conversion_hint(dtype: np.dtype) -> str:
     if dtype.kind == "f":
         return "data.astype('float32')"
@@ -342,7 +349,7 @@ def encode_chunk(
         cam.offset,
         cam.read_noise,
         intra,
-        inter,
+        header_inter(inter, shape3, level_fraction),
         nz,
         oriented=orient,
         escape_offsets=n_offsets,

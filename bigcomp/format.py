@@ -60,7 +60,8 @@ layout is in :mod:`bigcomp.kernels._level`.
 Version 7 adds fractional levels to the level model (flag bit 3, with bit 2): a pixel's level
 is read off its prediction in units of 1/2, 1/4, 1/8 or 1/16 of a value (the payload's fraction
 bits) rather than the rounded value. Single planes at q >= 1, whose predictions crowd a few
-integers, take 0.6-1.1 % less. Level-model chunks without them keep version 6.
+integers, take 0.6-1.1 % less. Level-model chunks without them keep version 6. A single plane
+of version 7 carries no inter-plane taps (never used there; older versions keep them).
 
 A reader checks, in order: length, magic, version (a newer version raises
 :class:`~bigcomp.errors.FormatVersionError` if the checksum holds; a damaged chunk whose version

@@ -379,3 +379,19 @@ def test_fraction_flag_and_payload_must_agree():
     lossless[-4:] = crc32c(bytes(lossless[:-4])).to_bytes(4, "little")
     with pytest.raises(CorruptChunkError, match="flags"):
         decode_chunk(bytes(lossless))
+
+
+def test_version_7_single_planes_carry_no_inter_taps():
+    """A single plane of format version 7 has no use for inter-plane taps: its header carries
+    none (32 bytes); version-6 single planes (lossless 16-bit) keep them for older decoders."""
+    x = light_sheet((1, 96, 80), seed=13).data[0]
+    v7 = encode_chunk(x, q=1.0, camera=CAMERA)
+    header = unpack_chunk(v7)[0]
+    assert v7[4] == 7
+    assert header.inter.coefs == ()
+    np.testing.assert_array_equal(decode_chunk(v7), decode_chunk(
+        encode_chunk(x, q=1.0, camera=CAMERA, coder="rice")))
+    v6 = encode_chunk(x)
+    assert v6[4] == 6
+    assert unpack_chunk(v6)[0].inter.coefs != ()
+    np.testing.assert_array_equal(decode_chunk(v6), x)
