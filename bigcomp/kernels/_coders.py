@@ -496,21 +496,9 @@ def parse_max(buf: np.ndarray, n: int, rl: int) -> MaxLayout:
     nseg = -(-n // seg_len)
     table, freqs, pos = R.tables_from_bytes(buf, 5)
     pos += -pos % 4
-    if buf.size < pos + 8 * nseg:
-        raise _corrupt(f"payload too short for {nseg} segments")
-    d = buf[pos : pos + 8 * nseg].view("<u4").astype(np.int64)
-    rcnt, ecnt = d[:nseg], d[nseg:]
-    pos += 8 * nseg
-    nr, ne = int(rcnt.sum()), int(ecnt.sum())
-    rpad = 2 * (nr % 2)
-    if buf.size != pos + 2 * nr + rpad + 4 * ne:
-        raise _corrupt("size mismatch")
-    if (rcnt > n + 2 * R.NLANES).any() or (ecnt > n).any():
-        raise _corrupt("bad segment sizes")
+    rcnt, ecnt, pos, nr, ne = R.read_directory(buf, pos, nseg, n + 2 * R.NLANES, n, "segments")
     rw = readonly(_aligned(buf[pos : pos + 2 * nr].view(np.uint16)))
-    if buf[pos + 2 * nr : pos + 2 * nr + rpad].any():
-        raise _corrupt("nonzero padding")
-    pos += 2 * nr + rpad
+    pos += 2 * nr + 2 * (nr % 2)
     ew = readonly(_aligned(buf[pos : pos + 4 * ne].view(np.uint32)))
     rofs = np.concatenate([[0], np.cumsum(rcnt)[:-1]]).astype(np.int64)
     eofs = np.concatenate([[0], np.cumsum(ecnt)[:-1]]).astype(np.int64)

@@ -520,6 +520,30 @@ def _merge_kernel(counts, table):
             table[c] = g
 
 
+def read_directory(buf: np.ndarray, pos: int, count: int, most_words: int, most_extra: int,
+                   what: str) -> tuple[np.ndarray, np.ndarray, int, int, int]:
+    """The stream directory at byte ``pos`` of a payload (``count`` u32 rANS word counts, then
+    ``count`` u32 extra-bit word counts), checked: the words it announces fill the rest of
+    the payload exactly (u16 rANS words, a zero u16 after an odd count, then u32 extra
+    words), no count above ``most_words`` / ``most_extra``. Returns ``(rcnt, ecnt, offset of
+    the rANS words, their number, the extra words' number)``; ``what`` names the streams in
+    errors (plural). Raises ``ValueError`` when the payload is corrupt."""
+    if buf.size < pos + 8 * count:
+        raise ValueError(f"corrupt bigcomp payload: payload too short for {count} {what}")
+    d = buf[pos : pos + 8 * count].view("<u4").astype(np.int64)
+    rcnt, ecnt = d[:count], d[count:]
+    pos += 8 * count
+    nr, ne = int(rcnt.sum()), int(ecnt.sum())
+    rpad = 2 * (nr % 2)
+    if buf.size != pos + 2 * nr + rpad + 4 * ne:
+        raise ValueError("corrupt bigcomp payload: size mismatch")
+    if (rcnt > most_words).any() or (ecnt > most_extra).any():
+        raise ValueError(f"corrupt bigcomp payload: bad {what[:-1]} sizes")
+    if buf[pos + 2 * nr : pos + 2 * nr + rpad].any():
+        raise ValueError("corrupt bigcomp payload: nonzero padding")
+    return rcnt, ecnt, pos, nr, ne
+
+
 def tables_to_bytes(table: np.ndarray, freqs: np.ndarray) -> bytes:
     """Serialise ``ntab``, the context -> table map and the tables: per table a 9-byte token
     bitmask and the u16 frequencies of its tokens except the last (implied)."""
