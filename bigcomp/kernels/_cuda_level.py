@@ -45,7 +45,7 @@ from ._cuda_common import (
     to_host,
     zeros,
 )
-from ._cuda_fast import bitlen
+from ._cuda_max import token_bits
 from ._numba import readonly, use_parallel
 from ._predict import _window, with_accumulator
 
@@ -154,12 +154,7 @@ def _level_keys(k, n_rows, n_cols, nz, lo, hi, fb, row_of, taps, coefs, pinfo, l
         m = -((b >> 3) & 1)
         res = ((v - min(max(b >> 4, lo), hi)) ^ m) - m
         z = (res << 1) ^ (res >> 63)
-        if z < 16:
-            t = z
-            nb = np.int64(0)
-        else:
-            nb = bitlen(z) - 2
-            t = 2 * nb + 10 + ((z >> nb) & 1)
+        t, nb = token_bits(z)
         key = (e >> 8) * NTOK + t
         sym[i] = np.uint32(z)
         keys[i] = np.uint16(key)

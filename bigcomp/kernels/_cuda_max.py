@@ -82,13 +82,7 @@ def _tokens(sym, rl, seg_len, kbase, keys, nbits, hist):
         a = (i // seg_len) * seg_len
         j = i - a
         c = j % rl
-        v = np.int64(sym[i])
-        if v < 16:
-            t = v
-            nb = np.int64(0)
-        else:
-            nb = bitlen(v) - 2
-            t = 2 * nb + 10 + ((v >> nb) & 1)
+        t, nb = token_bits(np.int64(sym[i]))
         if j < rl:  # first row of the segment
             cs = np.int64(0)
             if c > 0:
@@ -118,11 +112,17 @@ def _tokens(sym, rl, seg_len, kbase, keys, nbits, hist):
 
 
 @device_function
-def _token(v):
+def token_bits(v):
+    """Token of the symbol ``v`` (HybridUint 4-1-0, as the CPU's) and its extra-bit count."""
     if v < 16:
-        return v
+        return v, np.int64(0)
     nb = bitlen(v) - 2
-    return 2 * nb + 10 + ((v >> nb) & 1)
+    return 2 * nb + 10 + ((v >> nb) & 1), nb
+
+
+@device_function
+def _token(v):
+    return token_bits(v)[0]
 
 
 @device_kernel
