@@ -101,16 +101,17 @@ def _finish(k, p, y, x, a, lo, hi, tblut, fb, lut, fs, rw, ew, ss):
 
 
 @numba.njit(nogil=True, inline="always")
-def _edge(k, p, y, x, has_prev, lo, x0, x1, acc, cur, c1, c2, c3, down, mc, up):
+def _edge(k, p, y, x, has_prev, lo, x0, x1, acc, cur, c1, c2, c3, down, lower, mc, up):
     """Prediction (1/16) of a pixel a row pair decodes alone, outside its interleaved
-    columns: the fallback outside ``[x0, x1)``, else the row's sum, its west taps and its taps
-    into the row above (``mc``, dx = -3..3, over ``up``; zeros for the upper row)."""
+    columns: the fallback outside ``[x0, x1)``, else the row's sum, its west taps and, in the
+    ``lower`` row, its taps into the row above (``mc``, dx = -3..3, over ``up``)."""
     if x < x0 or x >= x1:
         return _fallback(k, p, y, x, has_prev, lo) << 4
     a = np.int64(acc[x]) + _west(cur, x, c1, c2, c3)
-    for d in range(7):
-        if mc[d]:  # (only taps inside the row: x + d - 3 is then a column of it)
-            a += mc[d] * np.int64(up[x + d - 3])
+    if lower:
+        for d in range(7):
+            if mc[d]:  # (only taps inside the row: x + d - 3 is then a column of it)
+                a += mc[d] * np.int64(up[x + d - 3])
     return a >> down
 
 
@@ -194,19 +195,17 @@ def _dec_pair(k, pa, ya, ha, ta, ca, sa, sela, infa, pb, yb, hb, tb, cbb, sb, se
               tblut, fb, lut, fs, rw, ew, ssa, ssb, accs, pre, mc):
     """Decode two adjacent rows, A (stream ``ssa``) and B below it (stream ``ssb``), both with
     every tap inside the plane and west taps -1..-3 only. B's taps into A's row (dx within
-    -3..3: their coefficients summed per dx into ``mc[1]``; ``mc[0]``, zeros, A's) are read in
-    the loop, B ``lag`` pixels behind A, so their two chains interleave (``accs``: a row of
-    scratch for each). Returns (stream error or 0, values out of range)."""
+    -3..3: their coefficients summed per dx into ``mc``) are read in the loop, B ``lag``
+    pixels behind A, so their two chains interleave (``accs``: a row of scratch for each).
+    Returns (stream error or 0, values out of range)."""
     n_rows, n_cols = k.shape[1], k.shape[2]
     acca, accb = accs[0], accs[1]
-    mc[:] = 0
-    mca, mcb = mc[0], mc[1]
     x0a, x1a, x0b, x1b = infa[2], infa[3], infb[2], infb[3]
     ga = pa * n_rows + ya
     # B lags A by LAG pixels: it reads A's row up to 3 columns ahead of itself, values A
     # wrote at least one iteration before (a shorter lag would chain B to A's last store)
     n_pre, lag = 0, LAG
-    # B's coefficients on A's row, dx = -3..3: mcb (A has none: mca stays zero)
+    mc[:] = 0  # B's coefficients on A's row, dx = -3..3
     dense = True
     for t in range(tb.shape[0]):
         if tb[t, 0] == 0 and tb[t, 1] == 0:
@@ -214,7 +213,7 @@ def _dec_pair(k, pa, ya, ha, ta, ca, sa, sela, infa, pb, yb, hb, tb, cbb, sb, se
         if (pb + tb[t, 0]) * n_rows + yb + tb[t, 1] == ga:
             dense = dense and -3 <= tb[t, 2] <= 3
             if dense:
-                mcb[tb[t, 2] + 3] += cbb[t]
+                mc[tb[t, 2] + 3] += cbb[t]
         else:
             pre[n_pre] = t
             n_pre += 1
@@ -239,13 +238,15 @@ def _dec_pair(k, pa, ya, ha, ta, ca, sa, sela, infa, pb, yb, hb, tb, cbb, sb, se
     curb = k[pb, yb]
     n_bad = 0
     for x in range(h0):  # A's first pixels, alone
-        a = _edge(k, pa, ya, x, ha, lo, x0a, x1a, acca, cura, c1a, c2a, c3a, downa, mca, cura)
+        a = _edge(k, pa, ya, x, ha, lo, x0a, x1a, acca, cura, c1a, c2a, c3a, downa, False, mc,
+                  cura)
         n_bad += _finish(k, pa, ya, x, a, lo, hi, tblut, fb, lut, fs, rw, ew, ssa)
     for x in range(h0 - lag):  # B's first pixels
-        b = _edge(k, pb, yb, x, hb, lo, x0b, x1b, accb, curb, c1b, c2b, c3b, downb, mcb, cura)
+        b = _edge(k, pb, yb, x, hb, lo, x0b, x1b, accb, curb, c1b, c2b, c3b, downb, True, mc,
+                  cura)
         n_bad += _finish(k, pb, yb, x, b, lo, hi, tblut, fb, lut, fs, rw, ew, ssb)
     # the two chains; 0-based views indexed by an unsigned counter (no negative indices)
-    m0, m1, m2, m3, m4, m5, m6 = mcb[0], mcb[1], mcb[2], mcb[3], mcb[4], mcb[5], mcb[6]
+    m0, m1, m2, m3, m4, m5, m6 = mc[0], mc[1], mc[2], mc[3], mc[4], mc[5], mc[6]
     xsa, rpa, bpa = ssa[XS], ssa[RP], ssa[BP]
     xsb, rpb, bpb = ssb[XS], ssb[RP], ssb[BP]
     av = acca[h0:h1]
@@ -279,10 +280,12 @@ def _dec_pair(k, pa, ya, ha, ta, ca, sa, sela, infa, pb, yb, hb, tb, cbb, sb, se
     ssa[XS], ssa[RP], ssa[BP] = xsa, rpa, bpa
     ssb[XS], ssb[RP], ssb[BP] = xsb, rpb, bpb
     for x in range(h1, n_cols):  # A's last pixels
-        a = _edge(k, pa, ya, x, ha, lo, x0a, x1a, acca, cura, c1a, c2a, c3a, downa, mca, cura)
+        a = _edge(k, pa, ya, x, ha, lo, x0a, x1a, acca, cura, c1a, c2a, c3a, downa, False, mc,
+                  cura)
         n_bad += _finish(k, pa, ya, x, a, lo, hi, tblut, fb, lut, fs, rw, ew, ssa)
     for x in range(h1 - lag, n_cols):  # B's last pixels
-        b = _edge(k, pb, yb, x, hb, lo, x0b, x1b, accb, curb, c1b, c2b, c3b, downb, mcb, cura)
+        b = _edge(k, pb, yb, x, hb, lo, x0b, x1b, accb, curb, c1b, c2b, c3b, downb, True, mc,
+                  cura)
         n_bad += _finish(k, pb, yb, x, b, lo, hi, tblut, fb, lut, fs, rw, ew, ssb)
     e = _overrun(ssa)
     return (e if e else _overrun(ssb)), n_bad
@@ -304,7 +307,7 @@ def _dec_block(k, nz, intra, intra_c, intra_s, inter, inter_c, inter_s, lo, hi, 
     accs = np.empty((2, n_cols), inter_c.dtype)
     acc = accs[0]
     pre = np.empty(max(intra.shape[0], inter.shape[0]), np.int64)
-    mc = np.empty((2, 7), np.int64)
+    mc = np.empty(7, np.int64)
     n_bad = 0
     if ga == g0:
         for par in range(2):
